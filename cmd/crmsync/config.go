@@ -1,0 +1,141 @@
+package main
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"crmsync/auth"
+	"crmsync/queue"
+)
+
+// config is the service's configuration, read from the environment in one place.
+type config struct {
+	Addr          string
+	PublicURL     string
+	DataDir       string
+	MongoURI      string
+	MongoDatabase string
+	Redis         queue.Config
+	JWTSecret     []byte
+	JWTIssuer     string
+	JWTAudience   string
+	SecretKey     []byte
+	KeyGrace      time.Duration
+	SMTPURL       string
+	Production    bool
+}
+
+// configError names the variable that is wrong, as the one line the process prints.
+type configError struct {
+	Var    string
+	Reason string
+}
+
+func (e *configError) Error() string { return e.Var + ": " + e.Reason }
+
+// loadConfig reads and checks the environment. In development, secrets that are not
+// set come from <data dir>/secrets.json, generated on first use; in production they
+// must be set.
+func loadConfig(getenv func(string) string) (*config, error) {
+	c := &config{
+		Addr:          cmp.Or(getenv("CRMSYNC_ADDR"), "127.0.0.1:8080"),
+		PublicURL:     strings.TrimRight(getenv("CRMSYNC_PUBLIC_URL"), "/"),
+		DataDir:       cmp.Or(getenv("CRMSYNC_DATA_DIR"), "./data"),
+		MongoURI:      getenv("MONGODB_URI"),
+		MongoDatabase: cmp.Or(getenv("MONGODB_DATABASE"), "crmsync"),
+		JWTIssuer:     getenv("CRMSYNC_JWT_ISSUER"),
+		JWTAudience:   getenv("CRMSYNC_JWT_AUDIENCE"),
+		SMTPURL:       getenv("CRMSYNC_SMTP_URL"),
+		Redis: queue.Config{
+			URL:            getenv("REDIS_URL"),
+			ClusterAddrs:   queue.SplitAddrs(getenv("REDIS_CLUSTER_ADDRS")),
+			SentinelMaster: getenv("REDIS_SENTINEL_MASTER"),
+			SentinelAddrs:  queue.SplitAddrs(getenv("REDIS_SENTINEL_ADDRS")),
+		},
+	}
+	switch env := cmp.Or(getenv("CRMSYNC_ENV"), "development"); env {
+	case "development":
+	case "production":
+		c.Production = true
+	default:
+		return nil, &configError{"CRMSYNC_ENV", fmt.Sprintf("must be development or production, not %q", env)}
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return nil, &configError{"CRMSYNC_ADDR", "must be HOST:PORT, such as 127.0.0.1:8080"}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, &configError{"CRMSYNC_PUBLIC_URL", "must be an absolute http(s) URL"}
+		}
+	}
+	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
+		return nil, &configError{"MONGODB_URI", "must start with mongodb:// or mongodb+srv://"}
+	}
+	set := 0
+	for _, on := range []bool{c.Redis.URL != "", len(c.Redis.ClusterAddrs) > 0, c.Redis.SentinelMaster != "" || len(c.Redis.SentinelAddrs) > 0} {
+		if on {
+			set++
+		}
+	}
+	if set > 1 {
+		return nil, &configError{"REDIS_URL", "set only one of REDIS_URL, REDIS_CLUSTER_ADDRS and REDIS_SENTINEL_*"}
+	}
+	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") && !strings.HasPrefix(c.Redis.URL, "rediss://") {
+		return nil, &configError{"REDIS_URL", "must start with redis:// or rediss://"}
+	}
+	if (c.Redis.SentinelMaster == "") != (len(c.Redis.SentinelAddrs) == 0) {
+		return nil, &configError{"REDIS_SENTINEL_ADDRS", "REDIS_SENTINEL_MASTER and REDIS_SENTINEL_ADDRS go together"}
+	}
+	for _, v := range []string{"CRMSYNC_JWT_PUBLIC_KEY_FILE", "CRMSYNC_JWT_JWKS_URL"} {
+		if getenv(v) != "" {
+			return nil, &configError{v, "RS256/ES256 verification is not available in this version; use CRMSYNC_JWT_SECRET"}
+		}
+	}
+	grace, err := time.ParseDuration(cmp.Or(getenv("CRMSYNC_KEY_GRACE"), "24h"))
+	if err != nil || grace < 0 {
+		return nil, &configError{"CRMSYNC_KEY_GRACE", "must be a duration such as 24h"}
+	}
+	c.KeyGrace = grace
+	if c.SMTPURL != "" {
+		if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Host == "" {
+			return nil, &configError{"CRMSYNC_SMTP_URL", "must be smtp://user:pass@host:port or smtps://…"}
+		}
+	}
+	if err := c.loadSecrets(getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *config) loadSecrets(getenv func(string) string) error {
+	jwtSecret, secretKey := getenv("CRMSYNC_JWT_SECRET"), getenv("CRMSYNC_SECRET_KEY")
+	if c.Production {
+		if jwtSecret == "" {
+			return &configError{"CRMSYNC_JWT_SECRET", "is required in production (at least 32 bytes)"}
+		}
+		if secretKey == "" {
+			return &configError{"CRMSYNC_SECRET_KEY", "is required in production (base64 of 32 bytes)"}
+		}
+	}
+	if jwtSecret == "" || secretKey == "" {
+		s, err := auth.LoadOrCreateSecrets(c.DataDir)
+		if err != nil {
+			return &configError{"CRMSYNC_DATA_DIR", err.Error()}
+		}
+		jwtSecret, secretKey = cmp.Or(jwtSecret, s.JWTSecret), cmp.Or(secretKey, s.SecretKey)
+	}
+	if len(jwtSecret) < auth.MinSecretLength {
+		return &configError{"CRMSYNC_JWT_SECRET", fmt.Sprintf("must be at least %d bytes", auth.MinSecretLength)}
+	}
+	key, err := auth.DecodeSecretKey(secretKey)
+	if err != nil {
+		return &configError{"CRMSYNC_SECRET_KEY", err.Error()}
+	}
+	c.JWTSecret, c.SecretKey = []byte(jwtSecret), key
+	return nil
+}
+

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"crmsync/auth"
+	"crmsync/engine"
+	"crmsync/graph"
+	"crmsync/queue"
+	"crmsync/store"
+	"crmsync/webhook"
+)
+
+// serveCommand runs the service until ctx ends, then shuts down in order: HTTP first,
+// then the engine, then Redis and the store.
+func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	return serve(ctx, cfg, logger, stdout, nil)
+}
+
+// serve wires and runs everything; ready, when not nil, receives the base URL once
+// the listener is bound.
+func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writer, ready chan<- string) error {
+	st, err := store.Open(ctx, store.Config{
+		URI: cfg.MongoURI, Database: cfg.MongoDatabase, DataDir: cfg.DataDir, SecretKey: cfg.SecretKey, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close(context.WithoutCancel(ctx))
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+
+	rdb, err := queue.Open(cfg.Redis)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := rdb.Ping(ctx); err != nil {
+		logger.WarnContext(ctx, "Redis does not answer yet; webhooks are still accepted and published once it does", slog.String("error", err.Error()))
+	}
+	stream := queue.NewEventStream(rdb.Client, queue.NewKeys(""))
+
+	eng, err := engine.New(engine.Config{Store: st, Stream: stream, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := eng.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if err := eng.Stop(stopCtx); err != nil {
+			logger.Warn("engine did not stop in time", slog.String("error", err.Error()))
+		}
+	}()
+
+	verifier, err := auth.NewVerifier(auth.Config{Secret: cfg.JWTSecret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &configError{"CRMSYNC_ADDR", err.Error()}
+	}
+	base := "http://" + ln.Addr().String()
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = base
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /webhooks/dataverse/{connectionId}", webhook.NewDataverseHandler(webhook.Config{
+		Inbox: st, Publisher: stream, Logger: logger,
+	}))
+	mux.Handle("/graphql", graph.NewHandler(graph.Config{
+		Store: st, Verifier: verifier, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
+	}))
+	if !cfg.Production {
+		mux.Handle("GET /graphiql", graph.GraphiQLHandler())
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", readyHandler(st, rdb))
+
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	logger.InfoContext(ctx, "crmsync listening", slog.String("addr", ln.Addr().String()),
+		slog.Bool("embeddedStore", st.Embedded()), slog.Bool("embeddedRedis", rdb.Embedded()))
+	printWelcome(stdout, cfg, base, publicURL)
+	if ready != nil {
+		ready <- base
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("HTTP shutdown", slog.String("error", err.Error()))
+	}
+	return nil
+}
+
+// printWelcome tells a newcomer where things are and, in development, gives them an
+// admin token for the "dev" tenant.
+func printWelcome(w io.Writer, cfg *config, base, publicURL string) {
+	fmt.Fprintf(w, "crmsync listening on %s\n", base)
+	fmt.Fprintf(w, "GraphQL:  %s/graphql\n", base)
+	if cfg.Production {
+		return
+	}
+	fmt.Fprintf(w, "GraphiQL: %s/graphiql\n", base)
+	fmt.Fprintf(w, "Webhooks: %s/webhooks/dataverse/<connectionId>\n", publicURL)
+	tok, err := auth.Mint(cfg.JWTSecret, "dev-admin", "dev", []string{"admin"}, 24*time.Hour, cfg.JWTIssuer, cfg.JWTAudience)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "Development admin token (tenant \"dev\", valid 24h); send it as the header\n  Authorization: Bearer %s\n", tok)
+}
+
+// readyHandler answers 200 while the store accepts writes, and names each
+// dependency's state; without Redis the service is degraded but still takes webhooks.
+func readyHandler(st *store.Store, rdb *queue.Redis) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		body := map[string]string{"status": "ok", "store": "ok", "redis": "ok"}
+		status := http.StatusOK
+		if err := rdb.Ping(ctx); err != nil {
+			body["redis"], body["status"] = "down", "degraded"
+		}
+		if err := st.CheckWritable(ctx); err != nil {
+			body["store"], body["status"] = "down", "unavailable"
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"crmsync/dataverse"
+	"crmsync/queue"
+	"crmsync/store"
+)
+
+// Config configures the engine.
+type Config struct {
+	// Store is the source of truth; required.
+	Store *store.Store
+	// Stream delivers event ids; required.
+	Stream *queue.Stream
+	// Consumer names this worker in the consumer group; default host-pid-random.
+	Consumer string
+	// Registry holds the steps; default: the built-in sync steps.
+	Registry *Registry
+	// BatchSize is how many entries one read takes; default 64.
+	BatchSize int
+	// Block is how long one read waits for entries; default 2 s.
+	Block time.Duration
+	// MaxAttempts is how often an event is tried before it fails for good; default 5.
+	MaxAttempts int
+	// ClaimIdle is how long an entry stays unacknowledged before another worker
+	// takes it over (its worker is presumed dead, or it failed and waits for a retry);
+	// default 1 min.
+	ClaimIdle time.Duration
+	// SweepInterval is how often the worker looks for stored events that never
+	// reached the stream (a lost publish, Redis losing its data); default 30 s.
+	SweepInterval time.Duration
+	// Logger receives one line per failed event; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil {
+		return errors.New("engine: Store is required")
+	}
+	if c.Stream == nil {
+		return errors.New("engine: Stream is required")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Consumer == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.Consumer = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "host"), os.Getpid(), hex.EncodeToString(b))
+	}
+	if c.Registry == nil {
+		c.Registry = NewRegistry()
+		registerRecipientSteps(c.Registry, c.Store, c.Now)
+	}
+	c.BatchSize = cmp.Or(c.BatchSize, 64)
+	c.Block = cmp.Or(c.Block, 2*time.Second)
+	c.MaxAttempts = cmp.Or(c.MaxAttempts, 5)
+	c.ClaimIdle = cmp.Or(c.ClaimIdle, time.Minute)
+	c.SweepInterval = cmp.Or(c.SweepInterval, 30*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	return nil
+}
+
+// Engine runs one worker of the consumer group.
+type Engine struct {
+	cfg    Config
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New validates cfg and returns an engine that has not started.
+func New(cfg Config) (*Engine, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Engine{cfg: cfg}, nil
+}
+
+// Start launches the worker; it returns at once. Redis being down is not an error:
+// the worker keeps trying.
+func (e *Engine) Start(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.run(ctx)
+	}()
+	return nil
+}
+
+// Stop asks the worker to finish the event in hand and waits for it, or for ctx.
+// Entries it read but did not finish stay pending and are claimed later.
+func (e *Engine) Stop(ctx context.Context) error {
+	if e.cancel == nil {
+		return nil
+	}
+	e.cancel()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop engine: %w", ctx.Err())
+	}
+}
+
+func (e *Engine) run(ctx context.Context) {
+	log := e.cfg.Logger.With(slog.String("consumer", e.cfg.Consumer))
+	for ctx.Err() == nil {
+		if err := e.cfg.Stream.EnsureGroup(ctx); err == nil {
+			break
+		} else {
+			log.WarnContext(ctx, "engine waiting for Redis", slog.String("error", err.Error()))
+			sleep(ctx, time.Second)
+		}
+	}
+	lastMaintenance := time.Time{}
+	for ctx.Err() == nil {
+		if time.Since(lastMaintenance) >= min(e.cfg.SweepInterval, e.cfg.ClaimIdle/2) {
+			e.maintain(ctx, log)
+			lastMaintenance = time.Now()
+		}
+		msgs, err := e.cfg.Stream.Read(ctx, e.cfg.Consumer, e.cfg.BatchSize, e.cfg.Block)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.WarnContext(ctx, "engine cannot read events", slog.String("error", err.Error()))
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		e.handleAll(ctx, log, msgs)
+	}
+}
+
+// maintain claims entries abandoned by dead workers, and re-publishes stored events
+// that are pending while the stream is empty: their publish was lost.
+func (e *Engine) maintain(ctx context.Context, log *slog.Logger) {
+	msgs, err := e.cfg.Stream.Claim(ctx, e.cfg.Consumer, e.cfg.ClaimIdle, e.cfg.BatchSize)
+	if err != nil {
+		log.WarnContext(ctx, "engine cannot claim idle events", slog.String("error", err.Error()))
+		return
+	}
+	e.handleAll(ctx, log, msgs)
+
+	n, err := e.cfg.Stream.Len(ctx)
+	if err != nil || n > 0 {
+		return
+	}
+	ids, err := e.cfg.Store.PendingInboxEventIDs(ctx, e.cfg.Now().Add(-5*time.Second), 1000)
+	if err != nil {
+		log.WarnContext(ctx, "engine cannot sweep the inbox", slog.String("error", err.Error()))
+		return
+	}
+	if len(ids) > 0 {
+		if err := e.cfg.Stream.Publish(ctx, ids...); err != nil {
+			log.WarnContext(ctx, "engine cannot re-publish events", slog.String("error", err.Error()))
+			return
+		}
+		log.InfoContext(ctx, "re-published stored events that were not on the stream", slog.Int("count", len(ids)))
+	}
+}
+
+func (e *Engine) handleAll(ctx context.Context, log *slog.Logger, msgs []queue.Message) {
+	for _, m := range msgs {
+		if ctx.Err() != nil {
+			return
+		}
+		if e.handle(ctx, log, m) {
+			if err := e.cfg.Stream.Ack(ctx, m.ID); err != nil {
+				log.WarnContext(ctx, "engine cannot acknowledge", slog.String("event", m.EventID), slog.String("error", err.Error()))
+			}
+		}
+	}
+}
+
+// handle processes one event and reports whether its stream entry is done with.
+// It is acknowledged only after the outcome is in the store.
+func (e *Engine) handle(ctx context.Context, log *slog.Logger, m queue.Message) (ack bool) {
+	log = log.With(slog.String("event", m.EventID))
+	ev, err := e.cfg.Store.InboxEvent(ctx, m.EventID)
+	if errors.Is(err, store.ErrNotFound) {
+		log.WarnContext(ctx, "stream names an event the store does not have")
+		return true
+	}
+	if err != nil {
+		log.WarnContext(ctx, "engine cannot load event", slog.String("error", err.Error()))
+		return false
+	}
+	if ev.Status != store.InboxPending {
+		return true // done before: a duplicate entry
+	}
+	log = log.With(slog.String("tenant", ev.Tenant), slog.String("connection", ev.ConnectionID))
+
+	err = e.process(ctx, ev)
+	attempts := ev.Attempts + 1
+	status, lastErr := store.InboxProcessed, ""
+	if err != nil {
+		lastErr = err.Error()
+		status = store.InboxPending
+		if isPermanent(err) || attempts >= e.cfg.MaxAttempts {
+			status = store.InboxFailed
+		}
+		log.WarnContext(ctx, "event failed", slog.Int("attempt", attempts), slog.String("status", string(status)), slog.String("error", lastErr))
+	}
+	if err := e.cfg.Store.FinishInboxEvent(ctx, ev.ID, status, attempts, lastErr); err != nil {
+		log.WarnContext(ctx, "engine cannot record the outcome", slog.String("error", err.Error()))
+		return false
+	}
+	return status != store.InboxPending
+}
+
+func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) error {
+	ec, err := dataverse.Decode([]byte(ev.Body))
+	if err != nil {
+		return Permanent(fmt.Errorf("decode event: %w", err))
+	}
+	if ev.SizeExceeded {
+		ec.MarkSizeExceeded()
+	}
+	conn, err := e.cfg.Store.ConnectionForWebhook(ctx, ev.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Permanent(errors.New("the connection no longer exists"))
+	}
+	if err != nil {
+		return err
+	}
+	key := StepKey{Message: ec.MessageName, Entity: ec.PrimaryEntityName, Stage: ec.Stage}
+	event := &Event{Inbox: ev, Context: ec, Connection: conn}
+	for _, s := range e.cfg.Registry.Steps(key) {
+		if err := s.Apply(ctx, event); err != nil {
+			return fmt.Errorf("step %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,70 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"crmsync/dataverse"
+	"crmsync/store"
+)
+
+// Event is what a step works on: the stored event, its decoded context and the
+// connection it arrived through.
+type Event struct {
+	Inbox      *store.InboxEvent
+	Context    *dataverse.ExecutionContext
+	Connection *store.Connection
+}
+
+// Step is one unit of sync logic. Steps must be idempotent and order-insensitive:
+// the same events applied twice, or in another order, leave the same state.
+type Step interface {
+	Apply(ctx context.Context, ev *Event) error
+}
+
+// StepFunc adapts a function to a Step, as http.HandlerFunc does for handlers.
+type StepFunc func(ctx context.Context, ev *Event) error
+
+// Apply calls f.
+func (f StepFunc) Apply(ctx context.Context, ev *Event) error { return f(ctx, ev) }
+
+// StepKey is what a step is registered for: a message on a table at a stage.
+type StepKey struct {
+	Message string
+	Entity  string
+	Stage   int
+}
+
+func (k StepKey) String() string { return fmt.Sprintf("%s/%s/%d", k.Message, k.Entity, k.Stage) }
+
+// Registry maps step keys to the steps that run, in registration order.
+type Registry struct {
+	steps map[StepKey][]Step
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{steps: map[StepKey][]Step{}} }
+
+// Handle registers s for key.
+func (r *Registry) Handle(key StepKey, s Step) {
+	r.steps[key] = append(r.steps[key], s)
+}
+
+// Steps returns the steps registered for key.
+func (r *Registry) Steps(key StepKey) []Step { return r.steps[key] }
+
+// PermanentError marks a failure that retrying cannot fix (a malformed event, a
+// deleted connection): the event fails at once instead of after every attempt.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err as a PermanentError.
+func Permanent(err error) error { return &PermanentError{Err: err} }
+
+func isPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}

@@ -1,0 +1,42 @@
+package graph
+
+import (
+	"encoding/base64"
+	"strings"
+)
+
+// MaxPageSize is the largest `first` a connection field accepts.
+const MaxPageSize = 500
+
+// pageSize checks a connection's `first` argument.
+func pageSize(first *int) (int, error) {
+	n := 50
+	if first != nil {
+		n = *first
+	}
+	switch {
+	case n < 0:
+		return 0, &Error{Code: CodeBadUserInput, Message: "first must not be negative", Field: "first"}
+	case n > MaxPageSize:
+		return 0, &Error{Code: CodeTooComplex, Message: "first must be at most 500", Field: "first"}
+	}
+	return n, nil
+}
+
+// Cursors are opaque to clients: base64 of a version tag and the position.
+const cursorPrefix = "c1:"
+
+func encodeCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
+}
+
+func decodeCursor(after *string) (string, error) {
+	if after == nil || *after == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(*after)
+	if err != nil || !strings.HasPrefix(string(b), cursorPrefix) {
+		return "", &Error{Code: CodeBadUserInput, Message: "after is not a cursor of this list", Field: "after"}
+	}
+	return strings.TrimPrefix(string(b), cursorPrefix), nil
+}

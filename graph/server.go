@@ -1,0 +1,109 @@
+package graph
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"crmsync/auth"
+	"crmsync/graph/generated"
+	"crmsync/store"
+)
+
+// Config configures the GraphQL endpoint.
+type Config struct {
+	// Store is what resolvers read and write; required.
+	Store *store.Store
+	// Verifier checks bearer tokens; required.
+	Verifier *auth.Verifier
+	// PublicURL is how others reach this service (CRMSYNC_PUBLIC_URL), for URLs the
+	// API hands out.
+	PublicURL string
+	// Production turns introspection off.
+	Production bool
+	// ComplexityLimit is the largest query cost accepted; default 5000.
+	ComplexityLimit int
+	// ParserTokenLimit bounds the tokens of one query document; default 15000.
+	ParserTokenLimit int
+	// MaxBodyBytes is the largest request body; default 8 MiB.
+	MaxBodyBytes int64
+	// Logger receives resolver failures; default slog.Default().
+	Logger *slog.Logger
+}
+
+// NewHandler returns the /graphql handler: POST, GET (queries only) and websocket
+// transports, bearer-token authentication, limits and the error presenter.
+func NewHandler(cfg Config) http.Handler {
+	cfg.ComplexityLimit = cmp.Or(cfg.ComplexityLimit, 5000)
+	cfg.ParserTokenLimit = cmp.Or(cfg.ParserTokenLimit, 15000)
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 8<<20)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+
+	schema := generated.NewExecutableSchema(generated.Config{
+		Resolvers:  &Resolver{Store: cfg.Store, PublicURL: cfg.PublicURL},
+		Directives: generated.DirectiveRoot{HasRole: hasRole},
+	})
+	srv := handler.New(schema)
+	srv.AddTransport(transport.Websocket{
+		KeepAlivePingInterval: 10 * time.Second,
+		InitFunc:              websocketInit(cfg.Verifier),
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(cfg.ParserTokenLimit)
+	if !cfg.Production {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
+	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
+	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
+
+	return limitBody(cfg.MaxBodyBytes, cfg.Verifier.Middleware(srv))
+}
+
+// GraphiQLHandler serves GraphiQL for /graphql; it is not mounted in production.
+func GraphiQLHandler() http.Handler {
+	return playground.Handler("crmsync GraphiQL", "/graphql")
+}
+
+// websocketInit authenticates a websocket from its connection_init payload
+// ({"Authorization": "Bearer <jwt>"}) and closes it with 4401 when that fails.
+func websocketInit(v *auth.Verifier) transport.WebsocketInitFunc {
+	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		c, err := v.VerifyHeader(payload.Authorization())
+		if err != nil {
+			if errors.Is(err, auth.ErrNoToken) {
+				err = errors.New("a bearer token is required in the connection_init payload")
+			}
+			ctx = transport.WithWebsocketCloseCode(ctx, 4401)
+			return ctx, nil, err
+		}
+		return auth.WithCaller(ctx, c), nil, nil
+	}
+}
+
+func limitBody(n int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			http.Error(w, `{"errors":[{"message":"request body too large","extensions":{"code":"BAD_USER_INPUT"}}]}`, http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		next.ServeHTTP(w, r)
+	})
+}
+
+var _ graphql.ExecutableSchema = generated.NewExecutableSchema(generated.Config{})

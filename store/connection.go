@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/google/uuid"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// ConnectionInput is what a caller supplies to create a connection; secrets arrive in
+// plain text and are sealed before they are stored.
+type ConnectionInput struct {
+	Name              string
+	OrganizationURL   string
+	TokenURL          string
+	EntraTenantID     string
+	ClientID          string
+	ClientSecret      string
+	WebhookAuthMode   WebhookAuthMode
+	WebhookAuthName   string
+	WebhookAuthValue  string
+	RecipientType     RecipientType
+	OwnerLogin        *string
+	ReactivateRecords bool
+	Bidirectional     bool
+	DefaultLanguage   string
+	ReactionSecret    string
+}
+
+// MinWebhookKeyLength is the shortest webhook secret accepted: the key is the only
+// proof that a call comes from Dataverse, so it must not be guessable.
+const MinWebhookKeyLength = 16
+
+var (
+	languagePattern = regexp.MustCompile(`^[a-z]{2}$`)
+	tokenPattern    = regexp.MustCompile("^[!#$%&'*+\\-.^_`|~0-9A-Za-z]+$")
+)
+
+// CreateConnection validates in, seals its secrets and stores a new connection with
+// the default field mappings of its recipient type.
+func (s *Store) CreateConnection(ctx context.Context, tenant string, in ConnectionInput) (*Connection, error) {
+	c := &Connection{
+		ID:                uuid.Must(uuid.NewV7()).String(),
+		Tenant:            tenant,
+		Name:              strings.TrimSpace(in.Name),
+		TokenURL:          strings.TrimSpace(in.TokenURL),
+		EntraTenantID:     strings.TrimSpace(in.EntraTenantID),
+		ClientID:          strings.TrimSpace(in.ClientID),
+		RecipientType:     in.RecipientType,
+		OwnerLogin:        in.OwnerLogin,
+		ReactivateRecords: in.ReactivateRecords,
+		Bidirectional:     in.Bidirectional,
+		DefaultLanguage:   strings.ToLower(strings.TrimSpace(in.DefaultLanguage)),
+		CreatedAt:         s.now().UTC(),
+	}
+	if c.DefaultLanguage == "" {
+		c.DefaultLanguage = DefaultLanguage
+	}
+	if c.Name == "" {
+		return nil, invalid("name", "must not be empty")
+	}
+	orgURL, err := validHTTPURL("organizationUrl", in.OrganizationURL)
+	if err != nil {
+		return nil, err
+	}
+	c.OrganizationURL = orgURL
+	if c.TokenURL != "" {
+		if c.TokenURL, err = validHTTPURL("tokenUrl", c.TokenURL); err != nil {
+			return nil, err
+		}
+	}
+	if !c.RecipientType.Valid() {
+		return nil, invalid("recipientType", "must be CONTACT, LEAD or ACCOUNT")
+	}
+	if !languagePattern.MatchString(c.DefaultLanguage) {
+		return nil, invalid("defaultLanguage", "must be a two-letter ISO 639-1 code such as \"de\"")
+	}
+	if c.WebhookAuth, err = s.webhookAuth(in.WebhookAuthMode, in.WebhookAuthName, in.WebhookAuthValue); err != nil {
+		return nil, err
+	}
+	if in.ClientSecret != "" {
+		c.ClientSecret = s.sealer.seal(in.ClientSecret)
+	}
+	if in.ReactionSecret != "" {
+		if err := validReactionSecret(in.ReactionSecret); err != nil {
+			return nil, err
+		}
+		c.ReactionSecret = s.sealer.seal(in.ReactionSecret)
+	}
+	c.FieldMappings = DefaultFieldMappings(c.RecipientType)
+
+	if _, err := s.db.Collection(colConnections).InsertOne(ctx, c); err != nil {
+		return nil, unavailable("create connection", err)
+	}
+	return c, nil
+}
+
+func (s *Store) webhookAuth(mode WebhookAuthMode, name, value string) (WebhookAuth, error) {
+	switch mode {
+	case WebhookKey:
+		name = ""
+	case WebhookHTTPHeader, WebhookHTTPQueryString:
+		name = strings.TrimSpace(name)
+		if name == "" {
+			return WebhookAuth{}, invalid("webhookAuth.name", "is required for %s", mode)
+		}
+		if !tokenPattern.MatchString(name) {
+			return WebhookAuth{}, invalid("webhookAuth.name", "must be a plain header or parameter name")
+		}
+		if mode == WebhookHTTPQueryString && name == "code" {
+			return WebhookAuth{}, invalid("webhookAuth.name", "\"code\" is the WEBHOOK_KEY parameter; use that mode")
+		}
+	default:
+		return WebhookAuth{}, invalid("webhookAuth.mode", "must be WEBHOOK_KEY, HTTP_HEADER or HTTP_QUERY_STRING")
+	}
+	if len(value) < MinWebhookKeyLength {
+		return WebhookAuth{}, invalid("webhookAuth.value", "must be at least %d characters", MinWebhookKeyLength)
+	}
+	return WebhookAuth{Mode: mode, Name: name, Value: s.sealer.seal(value)}, nil
+}
+
+// WebhookSecret opens the connection's sealed webhook key for comparison.
+func (s *Store) WebhookSecret(c *Connection) (string, error) {
+	return s.sealer.open(c.WebhookAuth.Value)
+}
+
+func validHTTPURL(field, raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return "", invalid(field, "must be an absolute http(s) URL")
+	}
+	if u.User != nil {
+		return "", invalid(field, "must not contain credentials")
+	}
+	return strings.TrimRight(raw, "/"), nil
+}
+
+func validReactionSecret(secret string) error {
+	rest, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return invalid("reactionSecret", "must start with \"whsec_\"")
+	}
+	key, err := base64.StdEncoding.DecodeString(rest)
+	if err != nil || len(key) < 24 || len(key) > 64 {
+		return invalid("reactionSecret", "must be \"whsec_\" followed by base64 of 24 to 64 random bytes")
+	}
+	return nil
+}
+
+// DefaultLanguage is the tenant language used when nothing else says otherwise.
+const DefaultLanguage = "de"
+
+// DefaultFieldMappings are the mappings a new connection starts with: the e-mail
+// address both ways, and the name fields CRM → eMS.
+func DefaultFieldMappings(rt RecipientType) []FieldMapping {
+	entity := rt.Entity()
+	m := []FieldMapping{{CRMAttribute: "emailaddress1", SubscriberField: "email"}}
+	if rt == RecipientAccount {
+		m = append(m, FieldMapping{CRMAttribute: "name", SubscriberField: "fields.company"})
+	} else {
+		m = append(m,
+			FieldMapping{CRMAttribute: "firstname", SubscriberField: "fields.firstName"},
+			FieldMapping{CRMAttribute: "lastname", SubscriberField: "fields.lastName"})
+	}
+	for i := range m {
+		m[i].ID = fmt.Sprintf("%s-%d", entity, i+1)
+		m[i].CRMEntity = entity
+		m[i].Kind = MappingSimple
+	}
+	return m
+}
+
+// Connection loads one of the tenant's connections.
+func (s *Store) Connection(ctx context.Context, tenant, id string) (*Connection, error) {
+	var c Connection
+	if err := s.findOwned(ctx, colConnections, tenant, id, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ConnectionForWebhook loads a connection by id alone, for the webhook route where
+// the caller is not yet known; the answer carries the tenant it belongs to.
+func (s *Store) ConnectionForWebhook(ctx context.Context, id string) (*Connection, error) {
+	var c Connection
+	if err := s.findByID(ctx, colConnections, id, &c); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Connections lists the tenant's connections, oldest first.
+func (s *Store) Connections(ctx context.Context, tenant string) ([]*Connection, error) {
+	cur, err := s.db.Collection(colConnections).Find(ctx, bson.D{{Key: "tenant", Value: tenant}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(1000))
+	if err != nil {
+		return nil, unavailable("list connections", err)
+	}
+	var out []*Connection
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, unavailable("list connections", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,76 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/FerretDB/FerretDB/ferretdb"
+)
+
+// EmbeddedConfig configures the in-process MongoDB-compatible server.
+type EmbeddedConfig struct {
+	// Addr is the TCP address to listen on; "127.0.0.1:0" (the default) picks a free port.
+	Addr string
+	// DataDir holds the SQLite files, one per database; it is created when missing.
+	DataDir string
+	// Logger receives the server's own warnings; nil discards them below error level.
+	Logger *slog.Logger
+}
+
+// Embedded is a FerretDB server running in this process, speaking the MongoDB wire
+// protocol over TCP so that the official driver (and other processes) can use it.
+type Embedded struct {
+	uri    string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// StartEmbedded starts FerretDB on SQLite files under cfg.DataDir and returns once it
+// accepts connections.
+func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("start embedded store: DataDir is required")
+	}
+	dir, err := filepath.Abs(filepath.Join(cfg.DataDir, "store"))
+	if err != nil {
+		return nil, fmt.Errorf("start embedded store: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("start embedded store: %w", err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	f, err := ferretdb.New(&ferretdb.Config{
+		Listener:  ferretdb.ListenerConfig{TCP: cmp.Or(cfg.Addr, "127.0.0.1:0")},
+		Handler:   "sqlite",
+		SQLiteURL: "file:" + dir + "/",
+		Logger:    logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start embedded store: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e := &Embedded{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(e.done)
+		_ = f.Run(runCtx)
+	}()
+	// MongoDBURI waits until the listener is bound, which is why Run starts first.
+	e.uri = f.MongoDBURI()
+	return e, nil
+}
+
+// URI is the mongodb:// address of the running server.
+func (e *Embedded) URI() string { return e.uri }
+
+// Stop closes the listener and every connection, then the SQLite files.
+func (e *Embedded) Stop() {
+	e.cancel()
+	<-e.done
+}

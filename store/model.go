@@ -1,0 +1,168 @@
+package store
+
+import "time"
+
+// RecipientType is the kind of CRM record a connection's subscribers become.
+type RecipientType string
+
+// The recipient types, spelled as in the GraphQL API.
+const (
+	RecipientContact RecipientType = "CONTACT"
+	RecipientLead    RecipientType = "LEAD"
+	RecipientAccount RecipientType = "ACCOUNT"
+)
+
+// Entity is the Dataverse table logical name of the recipient type.
+func (r RecipientType) Entity() string {
+	switch r {
+	case RecipientContact:
+		return "contact"
+	case RecipientLead:
+		return "lead"
+	case RecipientAccount:
+		return "account"
+	}
+	return ""
+}
+
+// RecipientTypeOf maps a Dataverse table name to its recipient type, if it is one.
+func RecipientTypeOf(entity string) (RecipientType, bool) {
+	switch entity {
+	case "contact":
+		return RecipientContact, true
+	case "lead":
+		return RecipientLead, true
+	case "account":
+		return RecipientAccount, true
+	}
+	return "", false
+}
+
+// Valid reports whether r is one of the three recipient types.
+func (r RecipientType) Valid() bool { return r.Entity() != "" }
+
+// WebhookAuthMode is how Dataverse proves a webhook call is ours (its authtype 4, 5, 6).
+type WebhookAuthMode string
+
+// The webhook authentication modes of Dataverse service endpoints.
+const (
+	WebhookKey             WebhookAuthMode = "WEBHOOK_KEY"
+	WebhookHTTPHeader      WebhookAuthMode = "HTTP_HEADER"
+	WebhookHTTPQueryString WebhookAuthMode = "HTTP_QUERY_STRING"
+)
+
+// SubscriptionState says whether a subscriber receives marketing e-mail of its group.
+type SubscriptionState string
+
+// The subscription states.
+const (
+	Subscribed   SubscriptionState = "SUBSCRIBED"
+	Unsubscribed SubscriptionState = "UNSUBSCRIBED"
+)
+
+// DoubleOptInStatus records how consent to marketing e-mail was obtained.
+type DoubleOptInStatus string
+
+// The double opt-in statuses.
+const (
+	OptInUnknown              DoubleOptInStatus = "UNKNOWN"
+	OptInExternallyDocumented DoubleOptInStatus = "EXTERNALLY_DOCUMENTED"
+	OptInPending              DoubleOptInStatus = "PENDING"
+	OptInConfirmed            DoubleOptInStatus = "CONFIRMED"
+)
+
+// MappingKind says how a CRM attribute becomes a subscriber field.
+type MappingKind string
+
+// The mapping kinds.
+const (
+	MappingSimple    MappingKind = "SIMPLE"
+	MappingLookup    MappingKind = "LOOKUP"
+	MappingOptionSet MappingKind = "OPTION_SET"
+)
+
+// Connection is one Dataverse organisation that a tenant syncs with. Secrets are kept
+// sealed (encrypted with CRMSYNC_SECRET_KEY) and never leave through the API.
+type Connection struct {
+	ID                string               `bson:"_id"`
+	Tenant            string               `bson:"tenant"`
+	Name              string               `bson:"name"`
+	OrganizationURL   string               `bson:"organizationUrl"`
+	TokenURL          string               `bson:"tokenUrl,omitempty"`
+	EntraTenantID     string               `bson:"entraTenantId,omitempty"`
+	ClientID          string               `bson:"clientId,omitempty"`
+	ClientSecret      []byte               `bson:"clientSecret,omitempty"`
+	WebhookAuth       WebhookAuth          `bson:"webhookAuth"`
+	RecipientType     RecipientType        `bson:"recipientType"`
+	OwnerLogin        *string              `bson:"ownerLogin,omitempty"`
+	ReactivateRecords bool                 `bson:"reactivateRecords"`
+	Bidirectional     bool                 `bson:"bidirectional"`
+	DefaultLanguage   string               `bson:"defaultLanguage"`
+	ReactionSecret    []byte               `bson:"reactionSecret,omitempty"`
+	FieldMappings     []FieldMapping       `bson:"fieldMappings"`
+	Registration      *WebhookRegistration `bson:"registration,omitempty"`
+	CreatedAt         time.Time            `bson:"createdAt"`
+}
+
+// WebhookAuth is how a connection's webhook calls authenticate; Value is sealed.
+type WebhookAuth struct {
+	Mode  WebhookAuthMode `bson:"mode"`
+	Name  string          `bson:"name,omitempty"`
+	Value []byte          `bson:"value"`
+}
+
+// WebhookRegistration is the outcome of registering crmsync's steps in Dataverse.
+type WebhookRegistration struct {
+	EndpointID   *string    `bson:"endpointId,omitempty"`
+	StepsCreated int        `bson:"stepsCreated"`
+	StepsUpdated int        `bson:"stepsUpdated"`
+	StepsRemoved int        `bson:"stepsRemoved"`
+	Warnings     []string   `bson:"warnings"`
+	RegisteredAt *time.Time `bson:"registeredAt,omitempty"`
+}
+
+// FieldMapping ties a CRM attribute to a subscriber field.
+type FieldMapping struct {
+	ID              string         `bson:"id"`
+	CRMEntity       string         `bson:"crmEntity"`
+	CRMAttribute    string         `bson:"crmAttribute"`
+	SubscriberField string         `bson:"subscriberField"`
+	Kind            MappingKind    `bson:"kind"`
+	LookupPath      *string        `bson:"lookupPath,omitempty"`
+	OptionLabels    map[string]any `bson:"optionLabels,omitempty"`
+}
+
+// Group is a subscriber group of the eMS, optionally kept in step with a CRM connection.
+type Group struct {
+	ID           string    `bson:"_id"`
+	Tenant       string    `bson:"tenant"`
+	Name         string    `bson:"name"`
+	ConnectionID string    `bson:"connectionId,omitempty"`
+	CRMSync      bool      `bson:"crmSync"`
+	CreatedAt    time.Time `bson:"createdAt"`
+}
+
+// Subscriber is one address in one group.
+type Subscriber struct {
+	ID                string            `bson:"_id"`
+	Tenant            string            `bson:"tenant"`
+	GroupID           string            `bson:"groupId"`
+	Email             string            `bson:"email"`
+	Fields            map[string]any    `bson:"fields"`
+	Language          string            `bson:"language"`
+	SubscriptionState SubscriptionState `bson:"subscriptionState"`
+	DoubleOptInStatus DoubleOptInStatus `bson:"doubleOptInStatus"`
+	CRMRecord         *CRMRecordRef     `bson:"crmRecord,omitempty"`
+	CRMUnlinkedReason *string           `bson:"crmUnlinkedReason,omitempty"`
+	// CRMModifiedOn is the CRM's modifiedon of the last change applied from the CRM,
+	// so that an older event arriving late does not overwrite a newer one.
+	CRMModifiedOn time.Time `bson:"crmModifiedOn,omitempty"`
+	CreatedAt     time.Time `bson:"createdAt"`
+	UpdatedAt     time.Time `bson:"updatedAt"`
+}
+
+// CRMRecordRef points at the CRM row a subscriber is linked to.
+type CRMRecordRef struct {
+	Entity RecipientType `bson:"entity"`
+	ID     string        `bson:"id"`
+}

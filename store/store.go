@@ -1,0 +1,209 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Config configures the connection to MongoDB.
+type Config struct {
+	// URI is a mongodb:// or mongodb+srv:// address. Empty starts the embedded server.
+	URI string
+	// Database is the database name; default "crmsync".
+	Database string
+	// DataDir is where the embedded server keeps its files; required when URI is empty.
+	DataDir string
+	// SecretKey (32 bytes, CRMSYNC_SECRET_KEY) encrypts the secrets that connections keep.
+	SecretKey []byte
+	// Logger receives store diagnostics; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is crmsync's MongoDB repository: one handle shared by every component.
+type Store struct {
+	client   *mongo.Client
+	db       *mongo.Database
+	embedded *Embedded
+	sealer   *sealer
+	logger   *slog.Logger
+	now      func() time.Time
+}
+
+// Collection names, in one place so that indexes and queries agree.
+const (
+	colConnections = "connections"
+	colGroups      = "groups"
+	colSubscribers = "subscribers"
+	colAddresses   = "addresses"
+	colCRMLinks    = "crmlinks"
+	colInbox       = "inbox"
+	colHealth      = "health"
+)
+
+// Open connects to cfg.URI, or starts the embedded server when it is empty, and
+// checks that the database answers.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	logger := cmp.Or(cfg.Logger, slog.Default())
+	sl, err := newSealer(cfg.SecretKey)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s := &Store{sealer: sl, logger: logger, now: time.Now}
+	uri := cfg.URI
+	opts := options.Client()
+	if uri == "" {
+		if cfg.DataDir == "" {
+			return nil, errors.New("open store: DataDir is required for the embedded store")
+		}
+		e, err := StartEmbedded(ctx, EmbeddedConfig{DataDir: cfg.DataDir})
+		if err != nil {
+			return nil, err
+		}
+		s.embedded = e
+		uri = e.URI()
+		// One connection makes every operation atomic in the embedded server, which
+		// does not serialise concurrent updates of one document by itself (design.md).
+		opts.SetMaxPoolSize(1)
+	}
+	opts.ApplyURI(uri).
+		SetBSONOptions(&options.BSONOptions{DefaultDocumentMap: true, UseJSONStructTags: false}).
+		SetServerSelectionTimeout(5 * time.Second).
+		SetTimeout(30 * time.Second)
+	client, err := mongo.Connect(opts)
+	if err != nil {
+		s.stopEmbedded()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.client = client
+	s.db = client.Database(cmp.Or(cfg.Database, "crmsync"))
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx, nil); err != nil {
+		_ = s.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("open store: ping %s: %w", redactURI(uri), err)
+	}
+	return s, nil
+}
+
+// Embedded reports whether this store runs the in-process server.
+func (s *Store) Embedded() bool { return s.embedded != nil }
+
+// Close disconnects and stops the embedded server, if any.
+func (s *Store) Close(ctx context.Context) error {
+	var err error
+	if s.client != nil {
+		err = s.client.Disconnect(ctx)
+	}
+	s.stopEmbedded()
+	return err
+}
+
+func (s *Store) stopEmbedded() {
+	if s.embedded != nil {
+		s.embedded.Stop()
+		s.embedded = nil
+	}
+}
+
+// CheckWritable proves that the store accepts writes now, for /readyz.
+func (s *Store) CheckWritable(ctx context.Context) error {
+	_, err := s.db.Collection(colHealth).UpdateOne(ctx,
+		bson.D{{Key: "_id", Value: "readyz"}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "at", Value: s.now().UTC()}}}},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil {
+		return unavailable("check store", err)
+	}
+	return nil
+}
+
+// Migrate declares the indexes that queries rely on in real MongoDB. It is
+// idempotent and runs at every start.
+func (s *Store) Migrate(ctx context.Context) error {
+	// Lookups by _id need no index of their own; these serve the list queries.
+	// Every index is named, so running Migrate again finds it in place.
+	indexes := map[string][]mongo.IndexModel{
+		colConnections: {index("tenant_1", "tenant")},
+		colGroups:      {index("tenant_1_connectionId_1_crmSync_1", "tenant", "connectionId", "crmSync")},
+		colSubscribers: {index("tenant_1_groupId_1__id_1", "tenant", "groupId", "_id")},
+		colInbox:       {index("status_1_receivedAt_1", "status", "receivedAt")},
+	}
+	for col, models := range indexes {
+		if _, err := s.db.Collection(col).Indexes().CreateMany(ctx, models); err != nil {
+			return fmt.Errorf("migrate: create indexes on %s: %w", col, err)
+		}
+	}
+	return nil
+}
+
+func index(name string, fields ...string) mongo.IndexModel {
+	keys := bson.D{}
+	for _, f := range fields {
+		keys = append(keys, bson.E{Key: f, Value: 1})
+	}
+	return mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}
+}
+
+// findOwned loads the document with the given _id into out when it belongs to tenant.
+// Looking up by _id alone keeps the embedded server on its index; the tenant is then
+// checked here, and another tenant's document is simply "not found".
+func (s *Store) findOwned(ctx context.Context, col, tenant, id string, out any) error {
+	raw, err := s.db.Collection(col).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return unavailable("find "+col, err)
+	}
+	if t, ok := raw.Lookup("tenant").StringValueOK(); !ok || t != tenant {
+		return ErrNotFound
+	}
+	if err := bson.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode %s %s: %w", col, id, err)
+	}
+	return nil
+}
+
+// findByID loads the document with the given _id into out, without a tenant check;
+// only for internal documents keyed by ids that already include the tenant.
+func (s *Store) findByID(ctx context.Context, col, id string, out any) error {
+	err := s.db.Collection(col).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(out)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return unavailable("find "+col, err)
+	}
+	return nil
+}
+
+// replaceByID writes doc over the document with the given _id, creating it when missing.
+func (s *Store) replaceByID(ctx context.Context, col, id string, doc any) error {
+	_, err := s.db.Collection(col).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, doc, options.Replace().SetUpsert(true))
+	if err != nil {
+		return unavailable("write "+col, err)
+	}
+	return nil
+}
+
+func redactURI(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "(unparsable URI)"
+	}
+	return u.Redacted()
+}
+
+// DropDatabase removes the whole database; tests use it to clean up after themselves.
+func (s *Store) DropDatabase(ctx context.Context) error {
+	return s.db.Drop(ctx)
+}

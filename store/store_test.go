@@ -1,0 +1,177 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"crmsync/store"
+	"crmsync/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+func validConnection() store.ConnectionInput {
+	return store.ConnectionInput{
+		Name:             "Org",
+		OrganizationURL:  "https://org.crm4.dynamics.com/",
+		WebhookAuthMode:  store.WebhookKey,
+		WebhookAuthValue: "0123456789abcdef-key",
+		RecipientType:    store.RecipientContact,
+		Bidirectional:    true,
+	}
+}
+
+func TestCreateConnection(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+
+	c, err := s.CreateConnection(ctx, "t1", validConnection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OrganizationURL != "https://org.crm4.dynamics.com" || c.DefaultLanguage != "de" || len(c.FieldMappings) != 3 {
+		t.Errorf("unexpected connection: %+v", c)
+	}
+	if string(c.WebhookAuth.Value) == "0123456789abcdef-key" {
+		t.Error("webhook key stored in plain text")
+	}
+	if got, err := s.WebhookSecret(c); err != nil || got != "0123456789abcdef-key" {
+		t.Errorf("WebhookSecret = %q, %v", got, err)
+	}
+	got, err := s.Connection(ctx, "t1", c.ID)
+	if err != nil || got.Name != "Org" {
+		t.Fatalf("Connection = %+v, %v", got, err)
+	}
+	if _, err := s.Connection(ctx, "t2", c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("other tenant's connection: err = %v, want ErrNotFound", err)
+	}
+	list, err := s.Connections(ctx, "t2")
+	if err != nil || len(list) != 0 {
+		t.Errorf("other tenant lists %d connections, %v", len(list), err)
+	}
+}
+
+func TestCreateConnectionInvalid(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	tests := []struct {
+		field string
+		edit  func(*store.ConnectionInput)
+	}{
+		{"name", func(in *store.ConnectionInput) { in.Name = " " }},
+		{"organizationUrl", func(in *store.ConnectionInput) { in.OrganizationURL = "org.example" }},
+		{"organizationUrl", func(in *store.ConnectionInput) { in.OrganizationURL = "https://u:p@org.example" }},
+		{"recipientType", func(in *store.ConnectionInput) { in.RecipientType = "PERSON" }},
+		{"defaultLanguage", func(in *store.ConnectionInput) { in.DefaultLanguage = "deutsch" }},
+		{"webhookAuth.value", func(in *store.ConnectionInput) { in.WebhookAuthValue = "short" }},
+		{"webhookAuth.name", func(in *store.ConnectionInput) { in.WebhookAuthMode = store.WebhookHTTPHeader }},
+		{"webhookAuth.mode", func(in *store.ConnectionInput) { in.WebhookAuthMode = "BASIC" }},
+		{"reactionSecret", func(in *store.ConnectionInput) { in.ReactionSecret = "whsec_tooshort" }},
+	}
+	for _, tt := range tests {
+		in := validConnection()
+		tt.edit(&in)
+		_, err := s.CreateConnection(context.Background(), "t1", in)
+		var ie *store.InvalidError
+		if !errors.As(err, &ie) || ie.Field != tt.field {
+			t.Errorf("%s: err = %v, want InvalidError on %s", tt.field, err, tt.field)
+		}
+	}
+}
+
+func TestUpsertSubscribers(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	g, err := s.CreateGroup(ctx, "t1", store.GroupInput{Name: "News"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	en := "en"
+	unsub := store.Unsubscribed
+	res, err := s.UpsertSubscribers(ctx, "t1", g.ID, []store.SubscriberInput{
+		{Email: " Anna@Example.DE ", Fields: map[string]any{"firstName": "Anna", "city": "Köln"}},
+		{Email: "not-an-address"},
+		{Email: "anna@example.de", Fields: map[string]any{"firstName": "Anne"}, Language: &en},
+		{Email: "bob@example.com", SubscriptionState: &unsub},
+		{Email: "bad@example.com", Fields: map[string]any{"a.b": 1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != 2 || res.Updated != 0 || res.Merged != 1 || len(res.Rejected) != 2 {
+		t.Fatalf("result = %+v", res)
+	}
+	anna, err := s.SubscriberByEmail(ctx, "t1", g.ID, "ANNA@example.de")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anna.Email != "anna@example.de" || anna.Fields["firstName"] != "Anne" || anna.Fields["city"] != "Köln" ||
+		anna.Language != "en" || anna.SubscriptionState != store.Subscribed {
+		t.Errorf("anna = %+v", anna)
+	}
+
+	// Updating keeps omitted values and unmentioned fields.
+	res, err = s.UpsertSubscribers(ctx, "t1", g.ID, []store.SubscriberInput{{Email: "anna@example.de", Fields: map[string]any{"city": "Bonn"}}})
+	if err != nil || res.Updated != 1 || res.Created != 0 {
+		t.Fatalf("second upsert = %+v, %v", res, err)
+	}
+	anna2, _ := s.Subscriber(ctx, "t1", anna.ID)
+	if anna2.Fields["firstName"] != "Anne" || anna2.Fields["city"] != "Bonn" || anna2.Language != "en" {
+		t.Errorf("after update: %+v", anna2)
+	}
+
+	if _, err := s.UpsertSubscribers(ctx, "t2", g.ID, []store.SubscriberInput{{Email: "x@example.com"}}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("other tenant's group: err = %v", err)
+	}
+	if _, err := s.Subscriber(ctx, "t2", anna.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("other tenant's subscriber: err = %v", err)
+	}
+
+	page, more, err := s.SubscribersPage(ctx, "t1", g.ID, "", 1)
+	if err != nil || len(page) != 1 || !more {
+		t.Fatalf("page 1 = %d, %v, %v", len(page), more, err)
+	}
+	page2, more, err := s.SubscribersPage(ctx, "t1", g.ID, page[0].ID, 1)
+	if err != nil || len(page2) != 1 || more || page2[0].ID == page[0].ID {
+		t.Fatalf("page 2 = %v, %v, %v", page2, more, err)
+	}
+	if n, err := s.CountSubscribers(ctx, "t1", g.ID); err != nil || n != 2 {
+		t.Errorf("count = %d, %v", n, err)
+	}
+}
+
+func TestCreateGroupNeedsOwnConnection(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	c, err := s.CreateConnection(ctx, "t1", validConnection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ie *store.InvalidError
+	if _, err := s.CreateGroup(ctx, "t1", store.GroupInput{Name: "G", CRMSync: true}); !errors.As(err, &ie) || ie.Field != "crmSync" {
+		t.Errorf("crmSync without connection: %v", err)
+	}
+	if _, err := s.CreateGroup(ctx, "t2", store.GroupInput{Name: "G", ConnectionID: c.ID, CRMSync: true}); !errors.As(err, &ie) || ie.Field != "connectionId" {
+		t.Errorf("another tenant's connection: %v", err)
+	}
+	g, err := s.CreateGroup(ctx, "t1", store.GroupInput{Name: "G", ConnectionID: c.ID, CRMSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := s.SyncedGroups(ctx, "t1", c.ID)
+	if err != nil || len(groups) != 1 || groups[0].ID != g.ID {
+		t.Errorf("SyncedGroups = %v, %v", groups, err)
+	}
+}
+
+func TestMigrateTwice(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t) // migrates once
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+}

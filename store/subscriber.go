@@ -1,0 +1,351 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+
+	"github.com/google/uuid"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// SubscriberInput is one row of an upsert: omitted language and state keep their
+// current values (new subscribers get the defaults).
+type SubscriberInput struct {
+	Email             string
+	Fields            map[string]any
+	Language          *string
+	SubscriptionState *SubscriptionState
+}
+
+// UpsertResult counts what an upsert did; rejected rows carry their reason.
+type UpsertResult struct {
+	Created  int
+	Updated  int
+	Merged   int
+	Rejected []RejectedRow
+}
+
+// RejectedRow is an input row that was not stored, and why.
+type RejectedRow struct {
+	Email  string
+	Reason string
+}
+
+// MaxUpsertRows bounds one upsert call, so a single request cannot hold the store for long.
+const MaxUpsertRows = 10000
+
+// addressClaim makes an address exist once per group: its _id is tenant|group|email.
+type addressClaim struct {
+	ID           string `bson:"_id"`
+	Tenant       string `bson:"tenant"`
+	GroupID      string `bson:"groupId"`
+	SubscriberID string `bson:"subscriberId"`
+}
+
+func claimID(tenant, groupID, email string) string {
+	return tenant + "|" + groupID + "|" + email
+}
+
+// crmLink maps a CRM row to the subscriber linked to it in one group, so that a CRM
+// update without the e-mail address still finds its subscriber.
+type crmLink struct {
+	ID           string `bson:"_id"`
+	Tenant       string `bson:"tenant"`
+	SubscriberID string `bson:"subscriberId"`
+}
+
+func crmLinkID(tenant, groupID string, ref CRMRecordRef) string {
+	return tenant + "|" + groupID + "|" + string(ref.Entity) + "|" + ref.ID
+}
+
+// NormalizeEmail trims and lower-cases an address and checks that it is a plain
+// addr-spec (no display name), as stored and sent everywhere in crmsync.
+func NormalizeEmail(raw string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(raw))
+	if e == "" {
+		return "", errors.New("e-mail address is empty")
+	}
+	if len(e) > 254 {
+		return "", errors.New("e-mail address is longer than 254 characters")
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Name != "" || a.Address != e || !strings.Contains(e[strings.LastIndexByte(e, '@')+1:], ".") {
+		return "", errors.New("not a valid e-mail address")
+	}
+	return e, nil
+}
+
+type upsertRow struct {
+	email  string
+	fields map[string]any
+	lang   *string
+	state  *SubscriptionState
+}
+
+// UpsertSubscribers creates or updates subscribers of a group by e-mail address.
+// Rows are validated one by one: a bad row is reported in Rejected and the others
+// are stored. The same address twice in one call becomes one subscriber, later rows
+// winning per field, and counts as merged.
+func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, rows []SubscriberInput) (*UpsertResult, error) {
+	if len(rows) > MaxUpsertRows {
+		return nil, invalid("subscribers", "at most %d rows per call, got %d", MaxUpsertRows, len(rows))
+	}
+	g, err := s.Group(ctx, tenant, groupID)
+	if err != nil {
+		return nil, err
+	}
+	defaultLang := DefaultLanguage
+	if g.ConnectionID != "" {
+		if c, err := s.Connection(ctx, tenant, g.ConnectionID); err == nil {
+			defaultLang = c.DefaultLanguage
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+
+	res := &UpsertResult{Rejected: []RejectedRow{}}
+	var order []string
+	merged := map[string]*upsertRow{}
+	for _, in := range rows {
+		row, reason := validateRow(in)
+		if reason != "" {
+			res.Rejected = append(res.Rejected, RejectedRow{Email: in.Email, Reason: reason})
+			continue
+		}
+		prev, dup := merged[row.email]
+		if !dup {
+			merged[row.email] = row
+			order = append(order, row.email)
+			continue
+		}
+		res.Merged++
+		for k, v := range row.fields {
+			prev.fields[k] = v
+		}
+		if row.lang != nil {
+			prev.lang = row.lang
+		}
+		if row.state != nil {
+			prev.state = row.state
+		}
+	}
+
+	for _, email := range order {
+		created, err := s.upsertOne(ctx, g, merged[email], defaultLang)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			res.Created++
+		} else {
+			res.Updated++
+		}
+	}
+	return res, nil
+}
+
+func validateRow(in SubscriberInput) (*upsertRow, string) {
+	email, err := NormalizeEmail(in.Email)
+	if err != nil {
+		return nil, err.Error()
+	}
+	row := &upsertRow{email: email, fields: map[string]any{}}
+	for k, v := range in.Fields {
+		if k == "" || strings.ContainsAny(k, ".$") {
+			return nil, fmt.Sprintf("field name %q must be non-empty and contain neither '.' nor '$'", k)
+		}
+		nv, err := plainJSON(v, 0)
+		if err != nil {
+			return nil, fmt.Sprintf("field %q: %v", k, err)
+		}
+		row.fields[k] = nv
+	}
+	if in.Language != nil {
+		lang := strings.ToLower(strings.TrimSpace(*in.Language))
+		if !languagePattern.MatchString(lang) {
+			return nil, "language must be a two-letter ISO 639-1 code such as \"de\""
+		}
+		row.lang = &lang
+	}
+	if in.SubscriptionState != nil {
+		switch *in.SubscriptionState {
+		case Subscribed, Unsubscribed:
+			row.state = in.SubscriptionState
+		default:
+			return nil, "subscriptionState must be SUBSCRIBED or UNSUBSCRIBED"
+		}
+	}
+	return row, ""
+}
+
+// plainJSON turns a decoded JSON value into the plain types that are stored:
+// json.Number becomes int64 or float64, nesting is bounded.
+func plainJSON(v any, depth int) (any, error) {
+	if depth > 16 {
+		return nil, errors.New("nested too deeply")
+	}
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("bad number %q", x)
+		}
+		return f, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			if strings.ContainsAny(k, ".$") {
+				return nil, fmt.Errorf("key %q must contain neither '.' nor '$'", k)
+			}
+			ne, err := plainJSON(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = ne
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			ne, err := plainJSON(e, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = ne
+		}
+		return out, nil
+	default:
+		return v, nil
+	}
+}
+
+func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, defaultLang string) (created bool, err error) {
+	now := s.now().UTC()
+	cid := claimID(g.Tenant, g.ID, row.email)
+	for attempt := 0; attempt < 3; attempt++ {
+		var claim addressClaim
+		err := s.findByID(ctx, colAddresses, cid, &claim)
+		if errors.Is(err, ErrNotFound) {
+			claim = addressClaim{ID: cid, Tenant: g.Tenant, GroupID: g.ID, SubscriberID: uuid.Must(uuid.NewV7()).String()}
+			if _, err := s.db.Collection(colAddresses).InsertOne(ctx, claim); err != nil {
+				if mongo.IsDuplicateKeyError(err) {
+					continue // someone claimed it first: update theirs
+				}
+				return false, unavailable("claim address", err)
+			}
+		} else if err != nil {
+			return false, err
+		}
+
+		var sub Subscriber
+		err = s.findByID(ctx, colSubscribers, claim.SubscriberID, &sub)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// A fresh claim, or one left behind by a crash before its subscriber was
+			// written: either way the subscriber is created under the claimed id.
+			sub = Subscriber{
+				ID: claim.SubscriberID, Tenant: g.Tenant, GroupID: g.ID, Email: row.email,
+				Fields: map[string]any{}, Language: defaultLang,
+				SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now,
+			}
+			created = true
+		case err != nil:
+			return false, err
+		}
+		for k, v := range row.fields {
+			sub.Fields[k] = v
+		}
+		if row.lang != nil {
+			sub.Language = *row.lang
+		}
+		if row.state != nil {
+			sub.SubscriptionState = *row.state
+		}
+		sub.UpdatedAt = now
+		return created, s.replaceByID(ctx, colSubscribers, sub.ID, &sub)
+	}
+	return false, &ConflictError{Field: "email", Reason: "address " + row.email + " is being changed concurrently; try again"}
+}
+
+// Subscriber loads one of the tenant's subscribers.
+func (s *Store) Subscriber(ctx context.Context, tenant, id string) (*Subscriber, error) {
+	var sub Subscriber
+	if err := s.findOwned(ctx, colSubscribers, tenant, id, &sub); err != nil {
+		return nil, err
+	}
+	return &sub, nil
+}
+
+// SubscriberByEmail finds the subscriber that holds an address in a group.
+func (s *Store) SubscriberByEmail(ctx context.Context, tenant, groupID, email string) (*Subscriber, error) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return nil, ErrNotFound
+	}
+	var claim addressClaim
+	if err := s.findByID(ctx, colAddresses, claimID(tenant, groupID, e), &claim); err != nil {
+		return nil, err
+	}
+	return s.Subscriber(ctx, tenant, claim.SubscriberID)
+}
+
+// SubscriberByCRMRecord finds the subscriber of a group linked to a CRM row.
+func (s *Store) SubscriberByCRMRecord(ctx context.Context, tenant, groupID string, ref CRMRecordRef) (*Subscriber, error) {
+	var link crmLink
+	if err := s.findByID(ctx, colCRMLinks, crmLinkID(tenant, groupID, ref), &link); err != nil {
+		return nil, err
+	}
+	return s.Subscriber(ctx, tenant, link.SubscriberID)
+}
+
+// SaveSubscriber writes a subscriber changed by the engine, and the link from its
+// CRM row back to it.
+func (s *Store) SaveSubscriber(ctx context.Context, sub *Subscriber) error {
+	if sub.CRMRecord != nil {
+		link := crmLink{ID: crmLinkID(sub.Tenant, sub.GroupID, *sub.CRMRecord), Tenant: sub.Tenant, SubscriberID: sub.ID}
+		if err := s.replaceByID(ctx, colCRMLinks, link.ID, &link); err != nil {
+			return err
+		}
+	}
+	return s.replaceByID(ctx, colSubscribers, sub.ID, sub)
+}
+
+// SubscribersPage returns up to first subscribers of a group after the given id,
+// in id order (ids grow with creation time), and whether more follow.
+func (s *Store) SubscribersPage(ctx context.Context, tenant, groupID, afterID string, first int) ([]*Subscriber, bool, error) {
+	filter := bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: groupID}}
+	if afterID != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
+	}
+	cur, err := s.db.Collection(colSubscribers).Find(ctx, filter,
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(first)+1))
+	if err != nil {
+		return nil, false, unavailable("list subscribers", err)
+	}
+	var out []*Subscriber
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, false, unavailable("list subscribers", err)
+	}
+	if len(out) > first {
+		return out[:first], true, nil
+	}
+	return out, false, nil
+}
+
+// CountSubscribers counts the subscribers of a group.
+func (s *Store) CountSubscribers(ctx context.Context, tenant, groupID string) (int, error) {
+	n, err := s.db.Collection(colSubscribers).CountDocuments(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: groupID}})
+	if err != nil {
+		return 0, unavailable("count subscribers", err)
+	}
+	return int(n), nil
+}

@@ -1,0 +1,157 @@
+package webhook
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"crmsync/dataverse"
+	"crmsync/store"
+)
+
+// Inbox is the durable store the handler writes to.
+type Inbox interface {
+	ConnectionForWebhook(ctx context.Context, id string) (*store.Connection, error)
+	WebhookSecret(c *store.Connection) (string, error)
+	AddInboxEvent(ctx context.Context, ev *store.InboxEvent) (duplicate bool, err error)
+}
+
+// Publisher hands stored event ids to the engine.
+type Publisher interface {
+	Publish(ctx context.Context, eventIDs ...string) error
+}
+
+// Config configures the Dataverse webhook handler.
+type Config struct {
+	// Inbox stores accepted events; required.
+	Inbox Inbox
+	// Publisher announces stored events to the engine; required. A failed publish
+	// does not fail the call: the event is stored, and the recovery sweep
+	// publishes it again.
+	Publisher Publisher
+	// MaxBodyBytes is the largest body accepted (413 beyond); default 1 MiB.
+	MaxBodyBytes int64
+	// StoreTimeout bounds the inbox write, so Dataverse gets its 503 well inside its
+	// 60-second timeout; default 10 s.
+	StoreTimeout time.Duration
+	// Logger receives one line per refused or failed call; default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// DefaultMaxBodyBytes is the default body limit of webhook calls.
+const DefaultMaxBodyBytes = 1 << 20
+
+// Accepted is the 202 answer: the event's id and whether it had been stored before.
+type Accepted struct {
+	EventID   string `json:"eventId"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+type dataverseHandler struct {
+	cfg Config
+}
+
+// NewDataverseHandler returns the handler for POST /webhooks/dataverse/{connectionId}.
+func NewDataverseHandler(cfg Config) http.Handler {
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	cfg.StoreTimeout = cmp.Or(cfg.StoreTimeout, 10*time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &dataverseHandler{cfg: cfg}
+}
+
+func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	connID := r.PathValue("connectionId")
+	log := h.cfg.Logger.With(slog.String("connection", connID), slog.String("request", r.Header.Get("x-request-id")))
+
+	body, status := readBody(w, r, h.cfg.MaxBodyBytes)
+	switch status {
+	case http.StatusRequestEntityTooLarge:
+		writeError(w, status, "body too large", "the limit is "+byteSize(h.cfg.MaxBodyBytes))
+		return
+	case http.StatusBadRequest:
+		writeError(w, status, "unreadable body", "the request body could not be read to its end")
+		return
+	}
+	conn, status := h.authenticate(ctx, r, connID, log)
+	if status != 0 {
+		if status == http.StatusUnauthorized {
+			writeError(w, status, "unauthorized", "")
+		} else {
+			writeError(w, status, "unavailable", "the event store cannot take events now; retry")
+		}
+		return
+	}
+	ec, err := dataverse.Decode(body)
+	if err != nil {
+		log.InfoContext(ctx, "webhook refused", slog.String("reason", err.Error()))
+		writeError(w, http.StatusBadRequest, "not a RemoteExecutionContext", err.Error())
+		return
+	}
+	if r.Header.Get(dataverse.HeaderSizeExceeded) != "" {
+		ec.MarkSizeExceeded()
+	}
+	ev := &store.InboxEvent{
+		ID:           EventID(conn.ID, ec, body),
+		Tenant:       conn.Tenant,
+		ConnectionID: conn.ID,
+		Source:       "dataverse",
+		Message:      ec.MessageName,
+		Entity:       ec.PrimaryEntityName,
+		RecordID:     ec.PrimaryEntityID,
+		Stage:        ec.Stage,
+		Body:         string(body),
+		SizeExceeded: ec.NeedsReread(),
+		ReceivedAt:   h.cfg.Now().UTC(),
+	}
+	log = log.With(slog.String("tenant", conn.Tenant), slog.String("event", ev.ID))
+
+	storeCtx, cancel := context.WithTimeout(ctx, h.cfg.StoreTimeout)
+	defer cancel()
+	dup, err := h.cfg.Inbox.AddInboxEvent(storeCtx, ev)
+	if err != nil {
+		log.ErrorContext(ctx, "webhook not stored", slog.String("error", err.Error()))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the event store cannot take events now; retry")
+		return
+	}
+	if !dup {
+		if err := h.cfg.Publisher.Publish(ctx, ev.ID); err != nil {
+			log.WarnContext(ctx, "event stored but not published; the recovery sweep will publish it", slog.String("error", err.Error()))
+		}
+	}
+	writeJSON(w, http.StatusAccepted, Accepted{EventID: ev.ID, Duplicate: dup})
+}
+
+// authenticate loads the connection and checks the call's credential. An unknown
+// connection and a wrong key get the same 401; a store that cannot answer gets 503.
+func (h *dataverseHandler) authenticate(ctx context.Context, r *http.Request, connID string, log *slog.Logger) (*store.Connection, int) {
+	storeCtx, cancel := context.WithTimeout(ctx, h.cfg.StoreTimeout)
+	defer cancel()
+	conn, err := h.cfg.Inbox.ConnectionForWebhook(storeCtx, connID)
+	if errors.Is(err, store.ErrNotFound) {
+		log.InfoContext(ctx, "webhook refused", slog.String("reason", "unknown connection"))
+		return nil, http.StatusUnauthorized
+	}
+	if err != nil {
+		log.ErrorContext(ctx, "webhook connection lookup failed", slog.String("error", err.Error()))
+		return nil, http.StatusServiceUnavailable
+	}
+	secret, err := h.cfg.Inbox.WebhookSecret(conn)
+	if err != nil {
+		log.ErrorContext(ctx, "webhook secret unreadable", slog.String("error", err.Error()))
+		return nil, http.StatusUnauthorized
+	}
+	if !authenticate(r, conn.WebhookAuth, secret) {
+		log.InfoContext(ctx, "webhook refused", slog.String("reason", "missing or wrong key"))
+		return nil, http.StatusUnauthorized
+	}
+	return conn, 0
+}
