@@ -32,7 +32,8 @@ type Config struct {
 	PublicURL string
 	// Production turns introspection off.
 	Production bool
-	// ComplexityLimit is the largest query cost accepted; default 5000.
+	// ComplexityLimit is the largest query cost accepted, lists weighted by their
+	// `first`; default 20000 (a page of 500 subscribers with a few nested fields).
 	ComplexityLimit int
 	// ParserTokenLimit bounds the tokens of one query document; default 15000.
 	ParserTokenLimit int
@@ -45,7 +46,7 @@ type Config struct {
 // NewHandler returns the /graphql handler: POST, GET (queries only) and websocket
 // transports, bearer-token authentication, limits and the error presenter.
 func NewHandler(cfg Config) http.Handler {
-	cfg.ComplexityLimit = cmp.Or(cfg.ComplexityLimit, 5000)
+	cfg.ComplexityLimit = cmp.Or(cfg.ComplexityLimit, 20000)
 	cfg.ParserTokenLimit = cmp.Or(cfg.ParserTokenLimit, 15000)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 8<<20)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
@@ -53,6 +54,7 @@ func NewHandler(cfg Config) http.Handler {
 	schema := generated.NewExecutableSchema(generated.Config{
 		Resolvers:  &Resolver{Store: cfg.Store, PublicURL: cfg.PublicURL},
 		Directives: generated.DirectiveRoot{HasRole: hasRole},
+		Complexity: complexity(),
 	})
 	srv := handler.New(schema)
 	srv.AddTransport(transport.Websocket{

@@ -99,3 +99,22 @@ func (s *Store) PendingInboxEventIDs(ctx context.Context, before time.Time, limi
 	}
 	return ids, nil
 }
+
+// InboxCounts says how many stored events stand at each status: the inbox side of
+// the delivery ledger (accepted = processed + failed + pending).
+type InboxCounts struct {
+	Pending, Processed, Failed int
+}
+
+// CountInbox counts the inbox's events by status.
+func (s *Store) CountInbox(ctx context.Context) (InboxCounts, error) {
+	var c InboxCounts
+	for status, dst := range map[InboxStatus]*int{InboxPending: &c.Pending, InboxProcessed: &c.Processed, InboxFailed: &c.Failed} {
+		n, err := s.db.Collection(colInbox).CountDocuments(ctx, bson.D{{Key: "status", Value: status}})
+		if err != nil {
+			return InboxCounts{}, unavailable("count inbox", err)
+		}
+		*dst = int(n)
+	}
+	return c, nil
+}

@@ -27,6 +27,7 @@ type config struct {
 	KeyGrace      time.Duration
 	SMTPURL       string
 	Production    bool
+	RedisPrefix   string
 }
 
 // configError names the variable that is wrong, as the one line the process prints.
@@ -50,6 +51,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		JWTIssuer:     getenv("CRMSYNC_JWT_ISSUER"),
 		JWTAudience:   getenv("CRMSYNC_JWT_AUDIENCE"),
 		SMTPURL:       getenv("CRMSYNC_SMTP_URL"),
+		RedisPrefix:   cmp.Or(getenv("CRMSYNC_REDIS_PREFIX"), "crmsync"),
 		Redis: queue.Config{
 			URL:            getenv("REDIS_URL"),
 			ClusterAddrs:   queue.SplitAddrs(getenv("REDIS_CLUSTER_ADDRS")),
@@ -138,4 +140,3 @@ func (c *config) loadSecrets(getenv func(string) string) error {
 	c.JWTSecret, c.SecretKey = []byte(jwtSecret), key
 	return nil
 }
-

@@ -56,7 +56,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	if err := rdb.Ping(ctx); err != nil {
 		logger.WarnContext(ctx, "Redis does not answer yet; webhooks are still accepted and published once it does", slog.String("error", err.Error()))
 	}
-	stream := queue.NewEventStream(rdb.Client, queue.NewKeys(""))
+	stream := queue.NewEventStream(rdb.Client, queue.NewKeys(cfg.RedisPrefix))
 
 	eng, err := engine.New(engine.Config{Store: st, Stream: stream, Logger: logger})
 	if err != nil {

@@ -1,0 +1,29 @@
+package graph
+
+import (
+	"crmsync/graph/generated"
+	"crmsync/graph/model"
+)
+
+// complexity weighs list fields by how many items they may return, so the cost limit
+// sees a page of 500 subscribers with nested fields for what it is.
+func complexity() generated.ComplexityRoot {
+	var c generated.ComplexityRoot
+	c.SubscriberGroup.Subscribers = func(child int, first *int, _ *string) int {
+		return 1 + child*listSize(first)
+	}
+	c.Mutation.UpsertSubscribers = func(child int, _ string, rows []*model.SubscriberInput) int {
+		// Each row is a store write; the payload itself is small.
+		return child + len(rows)/10
+	}
+	return c
+}
+
+// listSize is the number of items a connection field may return (its `first`);
+// out-of-range values are refused by the resolver itself.
+func listSize(first *int) int {
+	if first == nil {
+		return 50
+	}
+	return min(max(*first, 1), MaxPageSize)
+}

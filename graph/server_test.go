@@ -1,0 +1,266 @@
+package graph_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"crmsync/auth"
+	"crmsync/graph"
+	"crmsync/store"
+	"crmsync/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+var secret = []byte("graph-test-secret-graph-test-secret")
+
+type bundle struct {
+	srv   *httptest.Server
+	store *store.Store
+	conn  *store.Connection
+	group *store.Group
+	sub   *store.Subscriber
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	st := storetest.Open(t)
+	v, err := auth.NewVerifier(auth.Config{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	conn, err := st.CreateConnection(ctx, "acme", store.ConnectionInput{
+		Name: "CRM", OrganizationURL: "https://acme.crm4.dynamics.com", WebhookAuthMode: store.WebhookKey,
+		WebhookAuthValue: "0123456789abcdef-secret", RecipientType: store.RecipientContact, ClientSecret: "client-secret",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := st.CreateGroup(ctx, "acme", store.GroupInput{Name: "News", ConnectionID: conn.ID, CRMSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpsertSubscribers(ctx, "acme", g.ID, []store.SubscriberInput{{Email: "a@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := st.SubscriberByEmail(ctx, "acme", g.ID, "a@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{srv: srv, store: st, conn: conn, group: g, sub: sub}
+}
+
+type result struct {
+	Data   map[string]json.RawMessage `json:"data"`
+	Errors []struct {
+		Message    string         `json:"message"`
+		Extensions map[string]any `json:"extensions"`
+	} `json:"errors"`
+}
+
+func (r result) code() string {
+	if len(r.Errors) == 0 {
+		return ""
+	}
+	c, _ := r.Errors[0].Extensions["code"].(string)
+	return c
+}
+
+func (b *bundle) do(t *testing.T, token, query string, vars map[string]any) result {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, b.srv.URL, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r result
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatalf("status %d: %v", resp.StatusCode, err)
+	}
+	// Auth and resolver errors come inside a 200; gqlgen answers documents that do
+	// not parse or validate with 422.
+	if resp.StatusCode != http.StatusOK && !(resp.StatusCode == http.StatusUnprocessableEntity && strings.HasPrefix(r.code(), "GRAPHQL_")) {
+		t.Fatalf("status %d (%+v)", resp.StatusCode, r.Errors)
+	}
+	return r
+}
+
+func token(t *testing.T, claims jwt.MapClaims, method jwt.SigningMethod, key any) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func claims(tenant, role string, exp time.Time) jwt.MapClaims {
+	return jwt.MapClaims{"sub": "t", "tenant": tenant, "roles": []string{role}, "exp": exp.Unix()}
+}
+
+// TestAuthMatrix runs every root field of this slice with every kind of caller.
+func TestAuthMatrix(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	future, past := time.Now().Add(time.Hour), time.Now().Add(-time.Hour)
+	callers := map[string]string{
+		"none":        "",
+		"expired":     token(t, claims("acme", "admin", past), jwt.SigningMethodHS256, secret),
+		"alg none":    token(t, claims("acme", "admin", future), jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType),
+		"wrong key":   token(t, claims("acme", "admin", future), jwt.SigningMethodHS256, []byte("another-secret-another-secret-xx")),
+		"no role":     token(t, claims("acme", "wizard", future), jwt.SigningMethodHS256, secret),
+		"viewer":      token(t, claims("acme", "viewer", future), jwt.SigningMethodHS256, secret),
+		"editor":      token(t, claims("acme", "editor", future), jwt.SigningMethodHS256, secret),
+		"admin":       token(t, claims("acme", "admin", future), jwt.SigningMethodHS256, secret),
+		"other admin": token(t, claims("globex", "admin", future), jwt.SigningMethodHS256, secret),
+	}
+	type field struct {
+		query string
+		min   string // least role
+		owned bool   // names an acme id: another tenant gets NOT_FOUND
+	}
+	fields := map[string]field{
+		"connections":           {`{ connections { id } }`, "viewer", false},
+		"connection":            {`query($c: ID!) { connection(id: $c) { id } }`, "viewer", true},
+		"subscriberGroup":       {`query($g: ID!) { subscriberGroup(id: $g) { id } }`, "viewer", true},
+		"subscriber":            {`query($s: ID!) { subscriber(id: $s) { id } }`, "viewer", true},
+		"subscriberByEmail":     {`query($g: ID!) { subscriberByEmail(groupId: $g, email: "a@example.com") { id } }`, "viewer", true},
+		"createSubscriberGroup": {`mutation { createSubscriberGroup(input: {name: "G"}) { id } }`, "editor", false},
+		"upsertSubscribers":     {`mutation($g: ID!) { upsertSubscribers(groupId: $g, subscribers: [{email: "b@example.com"}]) { created updated } }`, "editor", true},
+		"createConnection": {`mutation { createConnection(input: {name: "X", organizationUrl: "https://x.crm.dynamics.com", recipientType: LEAD,
+			webhookAuth: {mode: HTTP_HEADER, name: "x-key", value: "0123456789abcdef!"}}) { id } }`, "admin", false},
+	}
+	rank := map[string]int{"viewer": 1, "editor": 2, "admin": 3}
+	vars := map[string]any{"c": b.conn.ID, "g": b.group.ID, "s": b.sub.ID}
+	for fname, f := range fields {
+		for cname, tok := range callers {
+			var want string
+			switch cname {
+			case "none", "expired", "alg none", "wrong key":
+				want = "UNAUTHENTICATED"
+			case "no role":
+				want = "FORBIDDEN"
+			case "other admin":
+				if f.owned {
+					want = "NOT_FOUND"
+				}
+			default:
+				if rank[cname] < rank[f.min] {
+					want = "FORBIDDEN"
+				}
+			}
+			used := map[string]any{}
+			for k, v := range vars {
+				if strings.Contains(f.query, "$"+k) {
+					used[k] = v
+				}
+			}
+			r := b.do(t, tok, f.query, used)
+			if got := r.code(); got != want {
+				t.Errorf("%s as %s: code %q, want %q (%+v)", fname, cname, got, want, r.Errors)
+			}
+		}
+	}
+	// Nothing of acme's leaked into globex's list.
+	r := b.do(t, callers["other admin"], `{ connections { id } }`, nil)
+	if string(r.Data["connections"]) == "" || strings.Contains(string(r.Data["connections"]), b.conn.ID) {
+		t.Errorf("other tenant's connections = %s", r.Data["connections"])
+	}
+}
+
+func TestErrorCodes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	admin := token(t, claims("acme", "admin", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	tests := []struct {
+		name, query string
+		vars        map[string]any
+		code        string
+		field       string
+	}{
+		{"parse", `{ connections { id }`, nil, "GRAPHQL_PARSE_FAILED", ""},
+		{"validation", `{ connections { clientSecret } }`, nil, "GRAPHQL_VALIDATION_FAILED", ""},
+		{"first over 500", `query($g: ID!) { subscriberGroup(id: $g) { subscribers(first: 501) { totalCount } } }`, map[string]any{"g": b.group.ID}, "TOO_COMPLEX", "first"},
+		{"bad cursor", `query($g: ID!) { subscriberGroup(id: $g) { subscribers(after: "zzz") { totalCount } } }`, map[string]any{"g": b.group.ID}, "BAD_USER_INPUT", "after"},
+		{"invalid input", `mutation { createConnection(input: {name: "X", organizationUrl: "ftp://x", recipientType: LEAD, webhookAuth: {mode: WEBHOOK_KEY, value: "0123456789abcdef!"}}) { id } }`, nil, "BAD_USER_INPUT", "organizationUrl"},
+		{"crmSync without connection", `mutation { createSubscriberGroup(input: {name: "G", crmSync: true}) { id } }`, nil, "BAD_USER_INPUT", "crmSync"},
+		{"fields not an object", `mutation($g: ID!) { upsertSubscribers(groupId: $g, subscribers: [{email: "x@example.com", fields: "x"}]) { created } }`, map[string]any{"g": b.group.ID}, "BAD_USER_INPUT", ""},
+		{"unknown id", `{ subscriber(id: "nope") { id } }`, nil, "NOT_FOUND", ""},
+		{"complexity", `query($g: ID!) { subscriberGroup(id: $g) { subscribers(first: 400) { edges { node { id email language group { name } } } } } }`, map[string]any{"g": b.group.ID}, "COMPLEXITY_LIMIT_EXCEEDED", ""},
+	}
+	for _, tt := range tests {
+		r := b.do(t, admin, tt.query, tt.vars)
+		if r.code() != tt.code {
+			t.Errorf("%s: code %q, want %q (%+v)", tt.name, r.code(), tt.code, r.Errors)
+			continue
+		}
+		if f, _ := r.Errors[0].Extensions["field"].(string); f != tt.field {
+			t.Errorf("%s: field %q, want %q", tt.name, f, tt.field)
+		}
+	}
+}
+
+func TestSubscribersPaging(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	admin := token(t, claims("acme", "admin", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	var rows []map[string]any
+	for _, e := range []string{"b@example.com", "c@example.com", "d@example.com", "not an address"} {
+		rows = append(rows, map[string]any{"email": e})
+	}
+	r := b.do(t, admin, `mutation($g: ID!, $rows: [SubscriberInput!]!) { upsertSubscribers(groupId: $g, subscribers: $rows) { created rejected { email reason } } }`,
+		map[string]any{"g": b.group.ID, "rows": rows})
+	if r.code() != "" || !strings.Contains(string(r.Data["upsertSubscribers"]), `"created":3`) || !strings.Contains(string(r.Data["upsertSubscribers"]), "not an address") {
+		t.Fatalf("upsert: %s %+v", r.Data["upsertSubscribers"], r.Errors)
+	}
+	var seen []string
+	after := ""
+	for page := 0; page < 5; page++ {
+		r := b.do(t, admin, `query($g: ID!, $a: String) { subscriberGroup(id: $g) { subscriberCount subscribers(first: 3, after: $a) {
+			totalCount pageInfo { hasNextPage endCursor } edges { cursor node { email } } } } }`, map[string]any{"g": b.group.ID, "a": after})
+		var g struct {
+			SubscriberCount int
+			Subscribers     struct {
+				TotalCount int
+				PageInfo   struct {
+					HasNextPage bool
+					EndCursor   string
+				}
+				Edges []struct{ Node struct{ Email string } }
+			}
+		}
+		if err := json.Unmarshal(r.Data["subscriberGroup"], &g); err != nil || r.code() != "" {
+			t.Fatalf("page %d: %v %+v", page, err, r.Errors)
+		}
+		if g.SubscriberCount != 4 || g.Subscribers.TotalCount != 4 {
+			t.Errorf("counts = %d, %d", g.SubscriberCount, g.Subscribers.TotalCount)
+		}
+		for _, e := range g.Subscribers.Edges {
+			seen = append(seen, e.Node.Email)
+		}
+		if !g.Subscribers.PageInfo.HasNextPage {
+			break
+		}
+		after = g.Subscribers.PageInfo.EndCursor
+	}
+	if strings.Join(seen, ",") != "a@example.com,b@example.com,c@example.com,d@example.com" {
+		t.Errorf("paged through %v", seen)
+	}
+}
