@@ -175,3 +175,45 @@ func TestMigrateTwice(t *testing.T) {
 		t.Fatalf("second Migrate: %v", err)
 	}
 }
+
+// TestEmbeddedPersistsAcrossRestart runs the in-process server whatever MONGODB_URI
+// says: data written before a stop is there after a start on the same directory.
+func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	key := make([]byte, 32)
+	open := func() *store.Store {
+		s, err := store.Open(ctx, store.Config{DataDir: dir, SecretKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Embedded() {
+			t.Fatal("store without URI is not embedded")
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	c, err := s.CreateConnection(ctx, "t1", validConnection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckWritable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s = open()
+	defer s.Close(ctx)
+	got, err := s.Connection(ctx, "t1", c.ID)
+	if err != nil || got.Name != c.Name {
+		t.Fatalf("after restart: %+v, %v", got, err)
+	}
+	if secret, err := s.WebhookSecret(got); err != nil || secret != "0123456789abcdef-key" {
+		t.Errorf("secret after restart: %q, %v", secret, err)
+	}
+}
