@@ -23,6 +23,11 @@ type Config struct {
 	Store *store.Store
 	// Stream delivers event ids; required.
 	Stream *queue.Stream
+	// Leases decide which partitions of Stream this worker owns; required.
+	Leases *queue.Leases
+	// LeaseTTL is how long a partition lease lives unrenewed; it must match the TTL
+	// Leases was made with. Default 10 s.
+	LeaseTTL time.Duration
 	// Consumer names this worker in the consumer group; default host-pid-random.
 	Consumer string
 	// Registry holds the steps; default: the built-in sync steps.
@@ -53,6 +58,9 @@ func (c *Config) setDefaults() error {
 	if c.Stream == nil {
 		return errors.New("engine: Stream is required")
 	}
+	if c.Leases == nil {
+		return errors.New("engine: Leases is required")
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -71,6 +79,7 @@ func (c *Config) setDefaults() error {
 	c.MaxAttempts = cmp.Or(c.MaxAttempts, 5)
 	c.ClaimIdle = cmp.Or(c.ClaimIdle, time.Minute)
 	c.SweepInterval = cmp.Or(c.SweepInterval, 30*time.Second)
+	c.LeaseTTL = cmp.Or(c.LeaseTTL, 10*time.Second)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return nil
 }
@@ -130,13 +139,41 @@ func (e *Engine) run(ctx context.Context) {
 			sleep(ctx, time.Second)
 		}
 	}
-	lastMaintenance := time.Time{}
+	p := newPartitions(e.cfg.Stream, e.cfg.Leases, e.cfg.Consumer)
+	defer func() {
+		// Give the partitions back at once, so other workers need not wait for expiry.
+		releaseCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		p.releaseAll(releaseCtx)
+	}()
+	var lastRebalance, lastMaintenance time.Time
 	for ctx.Err() == nil {
+		if time.Since(lastRebalance) >= e.cfg.LeaseTTL/3 {
+			taken, err := p.rebalance(ctx, e.cfg.Now())
+			if err != nil && ctx.Err() == nil {
+				log.WarnContext(ctx, "engine cannot balance partitions", slog.String("error", err.Error()))
+			}
+			lastRebalance = time.Now()
+			// A partition taken over may hold entries its last owner never finished.
+			for _, part := range taken {
+				msgs, err := e.cfg.Stream.Claim(ctx, part, e.cfg.Consumer, 0, 1000)
+				if err != nil {
+					log.WarnContext(ctx, "engine cannot claim a taken-over partition", slog.String("error", err.Error()))
+					continue
+				}
+				e.handleAll(ctx, log, msgs)
+			}
+		}
 		if time.Since(lastMaintenance) >= min(e.cfg.SweepInterval, e.cfg.ClaimIdle/2) {
-			e.maintain(ctx, log)
+			e.maintain(ctx, log, p.list())
 			lastMaintenance = time.Now()
 		}
-		msgs, err := e.cfg.Stream.Read(ctx, e.cfg.Consumer, e.cfg.BatchSize, e.cfg.Block)
+		owned := p.list()
+		if len(owned) == 0 {
+			sleep(ctx, e.cfg.Block)
+			continue
+		}
+		msgs, err := e.cfg.Stream.Read(ctx, e.cfg.Consumer, owned, e.cfg.BatchSize, e.cfg.Block)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.WarnContext(ctx, "engine cannot read events", slog.String("error", err.Error()))
@@ -148,31 +185,38 @@ func (e *Engine) run(ctx context.Context) {
 	}
 }
 
-// maintain claims entries abandoned by dead workers, and re-publishes stored events
-// that are pending while the stream is empty: their publish was lost.
-func (e *Engine) maintain(ctx context.Context, log *slog.Logger) {
-	msgs, err := e.cfg.Stream.Claim(ctx, e.cfg.Consumer, e.cfg.ClaimIdle, e.cfg.BatchSize)
-	if err != nil {
-		log.WarnContext(ctx, "engine cannot claim idle events", slog.String("error", err.Error()))
-		return
+// maintain retries this worker's failed entries once they have waited ClaimIdle, and
+// re-publishes stored events that are pending while the stream is empty: their
+// publish was lost.
+func (e *Engine) maintain(ctx context.Context, log *slog.Logger, owned []int) {
+	for _, part := range owned {
+		msgs, err := e.cfg.Stream.Claim(ctx, part, e.cfg.Consumer, e.cfg.ClaimIdle, e.cfg.BatchSize)
+		if err != nil {
+			log.WarnContext(ctx, "engine cannot claim idle events", slog.String("error", err.Error()))
+			return
+		}
+		e.handleAll(ctx, log, msgs)
 	}
-	e.handleAll(ctx, log, msgs)
 
 	n, err := e.cfg.Stream.Len(ctx)
 	if err != nil || n > 0 {
 		return
 	}
-	ids, err := e.cfg.Store.PendingInboxEventIDs(ctx, e.cfg.Now().Add(-5*time.Second), 1000)
+	pending, err := e.cfg.Store.PendingInboxEvents(ctx, e.cfg.Now().Add(-5*time.Second), 1000)
 	if err != nil {
 		log.WarnContext(ctx, "engine cannot sweep the inbox", slog.String("error", err.Error()))
 		return
 	}
-	if len(ids) > 0 {
-		if err := e.cfg.Stream.Publish(ctx, ids...); err != nil {
+	entries := make([]queue.Entry, len(pending))
+	for i, ev := range pending {
+		entries[i] = queue.Entry{EventID: ev.ID, Key: ev.PartitionKey()}
+	}
+	if len(entries) > 0 {
+		if err := e.cfg.Stream.Publish(ctx, entries...); err != nil {
 			log.WarnContext(ctx, "engine cannot re-publish events", slog.String("error", err.Error()))
 			return
 		}
-		log.InfoContext(ctx, "re-published stored events that were not on the stream", slog.Int("count", len(ids)))
+		log.InfoContext(ctx, "re-published stored events that were not on the stream", slog.Int("count", len(entries)))
 	}
 }
 
@@ -182,7 +226,7 @@ func (e *Engine) handleAll(ctx context.Context, log *slog.Logger, msgs []queue.M
 			return
 		}
 		if e.handle(ctx, log, m) {
-			if err := e.cfg.Stream.Ack(ctx, m.ID); err != nil {
+			if err := e.cfg.Stream.Ack(ctx, m); err != nil {
 				log.WarnContext(ctx, "engine cannot acknowledge", slog.String("event", m.EventID), slog.String("error", err.Error()))
 			}
 		}

@@ -23,6 +23,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 type bundle struct {
 	store  *store.Store
 	stream *queue.Stream
+	leases *queue.Leases
 	conn   *store.Connection
 	group  *store.Group
 }
@@ -46,12 +47,12 @@ func setup(t *testing.T) *bundle {
 	if _, err := st.UpsertSubscribers(ctx, "acme", g.ID, []store.SubscriberInput{{Email: "erika.mustermann@example.de"}}); err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{store: st, stream: queue.NewEventStream(r.Client, keys), conn: conn, group: g}
+	return &bundle{store: st, stream: queue.NewEventStream(r.Client, keys, 4), leases: queue.NewLeases(r.Client, keys, 2*time.Second), conn: conn, group: g}
 }
 
 func (b *bundle) start(t *testing.T, cfg engine.Config) {
 	t.Helper()
-	cfg.Store, cfg.Stream = b.store, b.stream
+	cfg.Store, cfg.Stream, cfg.Leases, cfg.LeaseTTL = b.store, b.stream, b.leases, 2*time.Second
 	cfg.Block = 50 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
 	e, err := engine.New(cfg)
@@ -93,11 +94,11 @@ func (b *bundle) addEvent(t *testing.T, id, fixture string, publish bool) {
 		Message: ec.MessageName, Entity: ec.PrimaryEntityName, RecordID: ec.PrimaryEntityID, Stage: ec.Stage,
 		Body: string(body), ReceivedAt: time.Now().Add(-time.Minute),
 	}
-	if _, err := b.store.AddInboxEvent(context.Background(), ev); err != nil {
+	if _, err := b.store.AddInboxEvents(context.Background(), []*store.InboxEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
 	if publish {
-		if err := b.stream.Publish(context.Background(), id); err != nil {
+		if err := b.stream.Publish(context.Background(), queue.Entry{EventID: id, Key: ev.PartitionKey()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -159,10 +160,10 @@ func TestPermanentFailureFailsAtOnce(t *testing.T) {
 	ev, _ := b.store.InboxEvent(context.Background(), "bad")
 	ev.ID = "bad2"
 	ev.Body = `{"MessageName":1}`
-	if _, err := b.store.AddInboxEvent(context.Background(), ev); err != nil {
+	if _, err := b.store.AddInboxEvents(context.Background(), []*store.InboxEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
-	b.stream.Publish(context.Background(), "bad2")
+	b.stream.Publish(context.Background(), queue.Entry{EventID: "bad2", Key: ev.PartitionKey()})
 	got := b.waitStatus(t, "bad2", store.InboxFailed)
 	if got.Attempts != 1 || !strings.Contains(got.LastError, "MessageName") {
 		t.Errorf("failed event = %+v", got)

@@ -1,8 +1,10 @@
 package queue
 
+import "strconv"
+
 // Keys builds every Redis key crmsync uses, under one prefix so that several
-// installations (or tests) can share a server. Keys that Lua scripts or
-// multi-key commands use together share a {hash tag}, so Redis Cluster works.
+// installations (or tests) can share a server. The event streams and their leases
+// share the hash tag {events}, so multi-stream reads work on Redis Cluster.
 type Keys struct {
 	prefix string
 }
@@ -15,8 +17,14 @@ func NewKeys(prefix string) Keys {
 	return Keys{prefix: prefix}
 }
 
-// Events is the stream of ingested event ids waiting for the engine.
-func (k Keys) Events() string { return k.prefix + ":{events}:stream" }
-
 // Prefix is the prefix all keys start with.
 func (k Keys) Prefix() string { return k.prefix }
+
+// Partition is the stream of one partition of the event ids waiting for the engine.
+func (k Keys) Partition(p int) string { return k.prefix + ":{events}:p" + strconv.Itoa(p) }
+
+// Lease is the key whose holder owns partition p.
+func (k Keys) Lease(p int) string { return k.prefix + ":{events}:lease:" + strconv.Itoa(p) }
+
+// Members is the sorted set of live workers (score: last heartbeat, unix ms).
+func (k Keys) Members() string { return k.prefix + ":{events}:members" }

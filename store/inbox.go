@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -39,20 +40,37 @@ type InboxEvent struct {
 	ProcessedAt  *time.Time  `bson:"processedAt,omitempty"`
 }
 
-// AddInboxEvent stores an event durably. duplicate is true when an event with the
-// same id was stored before; the stored one is then left as it is.
-func (s *Store) AddInboxEvent(ctx context.Context, ev *InboxEvent) (duplicate bool, err error) {
-	if ev.Status == "" {
-		ev.Status = InboxPending
+// AddInboxEvents stores events durably in one write. dup[i] is true when an event
+// with the id of evs[i] was stored before (by an earlier call, or earlier in evs);
+// the stored one is then left as it is. An error means none of the events can be
+// taken as stored (some may be, and their redelivery will find them).
+func (s *Store) AddInboxEvents(ctx context.Context, evs []*InboxEvent) (dup []bool, err error) {
+	dup = make([]bool, len(evs))
+	if len(evs) == 0 {
+		return dup, nil
 	}
-	_, err = s.db.Collection(colInbox).InsertOne(ctx, ev)
-	if mongo.IsDuplicateKeyError(err) {
-		return true, nil
+	docs := make([]any, len(evs))
+	for i, ev := range evs {
+		if ev.Status == "" {
+			ev.Status = InboxPending
+		}
+		docs[i] = ev
 	}
-	if err != nil {
-		return false, unavailable("store event", err)
+	_, err = s.db.Collection(colInbox).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return dup, nil
 	}
-	return false, nil
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return nil, unavailable("store events", err)
+	}
+	for _, we := range bwe.WriteErrors {
+		if we.Code != 11000 || we.Index < 0 || we.Index >= len(evs) {
+			return nil, unavailable("store events", err)
+		}
+		dup[we.Index] = true
+	}
+	return dup, nil
 }
 
 // InboxEvent loads an event by id; the engine's read, not scoped to a tenant.
@@ -78,26 +96,28 @@ func (s *Store) FinishInboxEvent(ctx context.Context, id string, status InboxSta
 	return nil
 }
 
-// PendingInboxEventIDs lists up to limit events still pending that arrived before
-// the given time, oldest first, for the recovery sweep.
-func (s *Store) PendingInboxEventIDs(ctx context.Context, before time.Time, limit int) ([]string, error) {
+// PartitionKey is the record an event is about; events with the same key are
+// handled by one worker at a time, in order.
+func (ev *InboxEvent) PartitionKey() string {
+	return ev.ConnectionID + "|" + ev.Entity + "|" + ev.RecordID
+}
+
+// PendingInboxEvents lists up to limit events still pending that arrived before the
+// given time, oldest first, for the recovery sweep; only their ids and partition
+// keys are loaded.
+func (s *Store) PendingInboxEvents(ctx context.Context, before time.Time, limit int) ([]*InboxEvent, error) {
 	cur, err := s.db.Collection(colInbox).Find(ctx,
 		bson.D{{Key: "status", Value: InboxPending}, {Key: "receivedAt", Value: bson.D{{Key: "$lt", Value: before}}}},
-		options.Find().SetSort(bson.D{{Key: "receivedAt", Value: 1}}).SetLimit(int64(limit)).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		options.Find().SetSort(bson.D{{Key: "receivedAt", Value: 1}}).SetLimit(int64(limit)).
+			SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "connectionId", Value: 1}, {Key: "entity", Value: 1}, {Key: "recordId", Value: 1}}))
 	if err != nil {
 		return nil, unavailable("sweep inbox", err)
 	}
-	var docs []struct {
-		ID string `bson:"_id"`
-	}
+	var docs []*InboxEvent
 	if err := cur.All(ctx, &docs); err != nil {
 		return nil, unavailable("sweep inbox", err)
 	}
-	ids := make([]string, len(docs))
-	for i, d := range docs {
-		ids[i] = d.ID
-	}
-	return ids, nil
+	return docs, nil
 }
 
 // InboxCounts says how many stored events stand at each status: the inbox side of

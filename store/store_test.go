@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"crmsync/store"
 	"crmsync/store/storetest"
@@ -215,5 +216,30 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 	}
 	if secret, err := s.WebhookSecret(got); err != nil || secret != "0123456789abcdef-key" {
 		t.Errorf("secret after restart: %q, %v", secret, err)
+	}
+}
+
+func TestAddInboxEventsReportsDuplicates(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	ev := func(id string) *store.InboxEvent {
+		return &store.InboxEvent{ID: id, Tenant: "t1", ConnectionID: "c", Message: "Create", Entity: "contact", RecordID: id, Body: "{}"}
+	}
+	dup, err := s.AddInboxEvents(ctx, []*store.InboxEvent{ev("a"), ev("b")})
+	if err != nil || dup[0] || dup[1] {
+		t.Fatalf("first = %v, %v", dup, err)
+	}
+	dup, err = s.AddInboxEvents(ctx, []*store.InboxEvent{ev("c"), ev("a"), ev("c"), ev("d")})
+	if err != nil || dup[0] || !dup[1] || !dup[2] || dup[3] {
+		t.Fatalf("second = %v, %v; want [false true true false]", dup, err)
+	}
+	counts, err := s.CountInbox(ctx)
+	if err != nil || counts.Pending != 4 {
+		t.Errorf("inbox = %+v, %v", counts, err)
+	}
+	pending, err := s.PendingInboxEvents(ctx, time.Now().Add(time.Minute), 10)
+	if err != nil || len(pending) != 4 || pending[0].PartitionKey() != "c|contact|a" {
+		t.Errorf("pending = %+v, %v", pending, err)
 	}
 }

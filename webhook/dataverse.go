@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"crmsync/dataverse"
+	"crmsync/queue"
 	"crmsync/store"
 )
 
@@ -16,12 +17,12 @@ import (
 type Inbox interface {
 	ConnectionForWebhook(ctx context.Context, id string) (*store.Connection, error)
 	WebhookSecret(c *store.Connection) (string, error)
-	AddInboxEvent(ctx context.Context, ev *store.InboxEvent) (duplicate bool, err error)
+	AddInboxEvents(ctx context.Context, evs []*store.InboxEvent) (dup []bool, err error)
 }
 
 // Publisher hands stored event ids to the engine.
 type Publisher interface {
-	Publish(ctx context.Context, eventIDs ...string) error
+	Publish(ctx context.Context, entries ...queue.Entry) error
 }
 
 // Config configures the Dataverse webhook handler.
@@ -37,6 +38,11 @@ type Config struct {
 	// StoreTimeout bounds the inbox write, so Dataverse gets its 503 well inside its
 	// 60-second timeout; default 10 s.
 	StoreTimeout time.Duration
+	// QueueSize is how many events may wait for the group commit; beyond it calls
+	// are answered 503 at once. Default 4096.
+	QueueSize int
+	// MaxBatch is the most events one InsertMany stores; default 256.
+	MaxBatch int
 	// Logger receives one line per refused or failed call; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -52,19 +58,47 @@ type Accepted struct {
 	Duplicate bool   `json:"duplicate"`
 }
 
-type dataverseHandler struct {
-	cfg Config
+// Gateway is the ingest side of crmsync: it owns the group commit that its
+// handlers share. Start it before serving and stop it after the HTTP server.
+type Gateway struct {
+	cfg    Config
+	commit *committer
 }
 
-// NewDataverseHandler returns the handler for POST /webhooks/dataverse/{connectionId}.
-func NewDataverseHandler(cfg Config) http.Handler {
+// New validates cfg and returns a gateway that has not started.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Inbox == nil || cfg.Publisher == nil {
+		return nil, errors.New("webhook: Inbox and Publisher are required")
+	}
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
 	cfg.StoreTimeout = cmp.Or(cfg.StoreTimeout, 10*time.Second)
+	cfg.QueueSize = cmp.Or(cfg.QueueSize, 4096)
+	cfg.MaxBatch = cmp.Or(cfg.MaxBatch, 256)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &dataverseHandler{cfg: cfg}
+	return &Gateway{cfg: cfg, commit: newCommitter(cfg.Inbox, cfg.Publisher, cfg.QueueSize, cfg.MaxBatch, cfg.StoreTimeout, cfg.Logger)}, nil
+}
+
+// Start launches the group commit.
+func (g *Gateway) Start(context.Context) error {
+	go g.commit.run()
+	return nil
+}
+
+// Stop refuses new events (503), stores those already queued and waits for that.
+func (g *Gateway) Stop(ctx context.Context) error { return g.commit.shutdown(ctx) }
+
+// Queued is how many events wait for the group commit now.
+func (g *Gateway) Queued() int { return len(g.commit.queue) }
+
+// Dataverse returns the handler for POST /webhooks/dataverse/{connectionId}.
+func (g *Gateway) Dataverse() http.Handler { return &dataverseHandler{cfg: g.cfg, commit: g.commit} }
+
+type dataverseHandler struct {
+	cfg    Config
+	commit *committer
 }
 
 func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -116,16 +150,11 @@ func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	storeCtx, cancel := context.WithTimeout(ctx, h.cfg.StoreTimeout)
 	defer cancel()
-	dup, err := h.cfg.Inbox.AddInboxEvent(storeCtx, ev)
+	dup, err := h.commit.submit(storeCtx, ev)
 	if err != nil {
 		log.ErrorContext(ctx, "webhook not stored", slog.String("error", err.Error()))
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the event store cannot take events now; retry")
 		return
-	}
-	if !dup {
-		if err := h.cfg.Publisher.Publish(ctx, ev.ID); err != nil {
-			log.WarnContext(ctx, "event stored but not published; the recovery sweep will publish it", slog.String("error", err.Error()))
-		}
 	}
 	writeJSON(w, http.StatusAccepted, Accepted{EventID: ev.ID, Duplicate: dup})
 }

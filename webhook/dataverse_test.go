@@ -5,13 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"crmsync/queue"
 	"crmsync/store"
 	"crmsync/webhook"
 )
@@ -22,8 +25,10 @@ type fakeInbox struct {
 	mu     sync.Mutex
 	conns  map[string]*store.Connection
 	secret map[string]string
-	events map[string]*store.InboxEvent
-	fail   error
+	events  map[string]*store.InboxEvent
+	batches []int
+	fail    error
+	block   chan struct{} // when set, writes wait for it to close
 }
 
 func newFakeInbox() *fakeInbox {
@@ -50,17 +55,28 @@ func (f *fakeInbox) ConnectionForWebhook(_ context.Context, id string) (*store.C
 
 func (f *fakeInbox) WebhookSecret(c *store.Connection) (string, error) { return f.secret[c.ID], nil }
 
-func (f *fakeInbox) AddInboxEvent(_ context.Context, ev *store.InboxEvent) (bool, error) {
+func (f *fakeInbox) AddInboxEvents(_ context.Context, evs []*store.InboxEvent) ([]bool, error) {
+	f.mu.Lock()
+	f.batches = append(f.batches, len(evs))
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
-		return false, f.fail
+		return nil, f.fail
 	}
-	if _, ok := f.events[ev.ID]; ok {
-		return true, nil
+	dup := make([]bool, len(evs))
+	for i, ev := range evs {
+		if _, ok := f.events[ev.ID]; ok {
+			dup[i] = true
+			continue
+		}
+		f.events[ev.ID] = ev
 	}
-	f.events[ev.ID] = ev
-	return false, nil
+	return dup, nil
 }
 
 func (f *fakeInbox) count() int {
@@ -75,20 +91,29 @@ type fakePublisher struct {
 	fail error
 }
 
-func (p *fakePublisher) Publish(_ context.Context, ids ...string) error {
+func (p *fakePublisher) Publish(_ context.Context, entries ...queue.Entry) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fail != nil {
 		return p.fail
 	}
-	p.ids = append(p.ids, ids...)
+	for _, e := range entries {
+		p.ids = append(p.ids, e.EventID)
+	}
 	return nil
 }
 
+func (p *fakePublisher) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ids)
+}
+
 type bundle struct {
-	inbox *fakeInbox
-	pub   *fakePublisher
-	mux   *http.ServeMux
+	inbox   *fakeInbox
+	pub     *fakePublisher
+	mux     *http.ServeMux
+	gateway *webhook.Gateway
 }
 
 func setup(t *testing.T) *bundle {
@@ -97,9 +122,14 @@ func setup(t *testing.T) *bundle {
 	b.inbox.add("key", store.WebhookKey, "", "the-webhook-key-123")
 	b.inbox.add("header", store.WebhookHTTPHeader, "x-crmsync-key", "the-header-key-123")
 	b.inbox.add("query", store.WebhookHTTPQueryString, "secret", "the-query-key-1234")
-	b.mux.Handle("POST /webhooks/dataverse/{connectionId}", webhook.NewDataverseHandler(webhook.Config{
-		Inbox: b.inbox, Publisher: b.pub, MaxBodyBytes: 64 << 10,
-	}))
+	g, err := webhook.New(webhook.Config{Inbox: b.inbox, Publisher: b.pub, MaxBodyBytes: 64 << 10, QueueSize: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Start(context.Background())
+	t.Cleanup(func() { g.Stop(context.Background()) })
+	b.gateway = g
+	b.mux.Handle("POST /webhooks/dataverse/{connectionId}", g.Dataverse())
 	return b
 }
 
@@ -207,7 +237,7 @@ func TestDuplicateAndMinimalBody(t *testing.T) {
 	if s1 != 202 || s2 != 202 || a1["duplicate"] != false || a2["duplicate"] != true || a1["eventId"] != a2["eventId"] {
 		t.Fatalf("answers %d %v, %d %v", s1, a1, s2, a2)
 	}
-	if len(b.pub.ids) != 1 {
+	if b.pub.count() != 1 {
 		t.Errorf("published %d times, want once", len(b.pub.ids))
 	}
 	// The same body through another connection is another event.
@@ -246,5 +276,110 @@ func TestSizeExceededIsMarkedForReread(t *testing.T) {
 	ev := b.inbox.events[answer["eventId"].(string)]
 	if ev == nil || !ev.SizeExceeded || ev.Message != "Update" || ev.Tenant != "t-key" {
 		t.Errorf("stored %+v", ev)
+	}
+}
+
+func body(i int) []byte {
+	return []byte(fmt.Sprintf(`{"MessageName":"Update","PrimaryEntityName":"contact","PrimaryEntityId":"%08d-903e-eb11-a813-000d3ad9c2e1","OperationId":"%08d-0000-0000-0000-000000000000"}`, i, i))
+}
+
+// TestGroupCommit holds the store while calls arrive: they are stored together by one
+// write, and each is answered only after it.
+func TestGroupCommit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	const target = "/webhooks/dataverse/key?code=the-webhook-key-123"
+	release := b.holdStore(t)
+
+	var wg sync.WaitGroup
+	codes := make([]int, 21)
+	post := func(i int) {
+		defer wg.Done()
+		codes[i], _ = b.post(t, target, body(i), nil)
+	}
+	wg.Add(1)
+	go post(0)
+	waitFor(t, func() bool { b.inbox.mu.Lock(); defer b.inbox.mu.Unlock(); return len(b.inbox.batches) == 1 })
+	for i := 1; i <= 20; i++ {
+		wg.Add(1)
+		go post(i)
+	}
+	waitFor(t, func() bool { return b.gateway.Queued() == 20 })
+	if n := b.inbox.count(); n != 0 {
+		t.Fatalf("%d events stored before the write finished", n)
+	}
+	release()
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusAccepted {
+			t.Errorf("call %d: %d", i, c)
+		}
+	}
+	b.inbox.mu.Lock()
+	batches := append([]int(nil), b.inbox.batches...)
+	b.inbox.mu.Unlock()
+	if len(batches) != 2 || batches[0] != 1 || batches[1] != 20 {
+		t.Errorf("batches = %v, want [1 20]", batches)
+	}
+	if b.inbox.count() != 21 || b.pub.count() != 21 {
+		t.Errorf("stored %d, published %d", b.inbox.count(), b.pub.count())
+	}
+}
+
+// TestFullQueueIs503 fills the group-commit queue while the store hangs: the next
+// call is refused at once with 503, never queued without bound.
+func TestFullQueueIs503(t *testing.T) {
+	t.Parallel()
+	b := setup(t) // QueueSize 64
+	const target = "/webhooks/dataverse/key?code=the-webhook-key-123"
+	release := b.holdStore(t)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.post(t, target, body(0), nil) }()
+	waitFor(t, func() bool { b.inbox.mu.Lock(); defer b.inbox.mu.Unlock(); return len(b.inbox.batches) == 1 })
+	for i := 1; i <= 64; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); b.post(t, target, body(i), nil) }()
+	}
+	waitFor(t, func() bool { return b.gateway.Queued() == 64 })
+	status, answer := b.post(t, target, body(99), nil)
+	if status != http.StatusServiceUnavailable || answer["error"] != "unavailable" {
+		t.Errorf("full queue: %d %v", status, answer)
+	}
+	release()
+	wg.Wait()
+	if b.inbox.count() != 65 {
+		t.Errorf("stored %d, want the 65 queued", b.inbox.count())
+	}
+	// Stopped: queued work is done, new calls are 503.
+	if err := b.gateway.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if status, _ := b.post(t, target, body(100), nil); status != http.StatusServiceUnavailable {
+		t.Errorf("after Stop: %d", status)
+	}
+}
+
+// holdStore makes store writes wait until the returned func is called (at the latest
+// when the test ends, so its cleanup can drain the gateway).
+func (b *bundle) holdStore(t *testing.T) func() {
+	ch := make(chan struct{})
+	b.inbox.mu.Lock()
+	b.inbox.block = ch
+	b.inbox.mu.Unlock()
+	var once sync.Once
+	release := func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return release
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -56,9 +56,12 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	if err := rdb.Ping(ctx); err != nil {
 		logger.WarnContext(ctx, "Redis does not answer yet; webhooks are still accepted and published once it does", slog.String("error", err.Error()))
 	}
-	stream := queue.NewEventStream(rdb.Client, queue.NewKeys(cfg.RedisPrefix))
-
-	eng, err := engine.New(engine.Config{Store: st, Stream: stream, Logger: logger})
+	keys := queue.NewKeys(cfg.RedisPrefix)
+	stream := queue.NewEventStream(rdb.Client, keys, queue.DefaultPartitions)
+	const leaseTTL = 10 * time.Second
+	eng, err := engine.New(engine.Config{
+		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, leaseTTL), LeaseTTL: leaseTTL, Logger: logger,
+	})
 	if err != nil {
 		return err
 	}
@@ -87,10 +90,24 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		publicURL = base
 	}
 
+	gateway, err := webhook.New(webhook.Config{Inbox: st, Publisher: stream, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := gateway.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		// After the HTTP server: every accepted call's group is stored before this returns.
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if err := gateway.Stop(stopCtx); err != nil {
+			logger.Warn("ingest did not drain in time", slog.String("error", err.Error()))
+		}
+	}()
+
 	mux := http.NewServeMux()
-	mux.Handle("POST /webhooks/dataverse/{connectionId}", webhook.NewDataverseHandler(webhook.Config{
-		Inbox: st, Publisher: stream, Logger: logger,
-	}))
+	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Store: st, Verifier: verifier, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))

@@ -1,0 +1,158 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"crmsync/queue"
+	"crmsync/store"
+)
+
+// ErrBusy is returned when the group-commit queue is full or the gateway is
+// stopping: the caller answers 503 so that Dataverse retries.
+var ErrBusy = errors.New("ingest queue is full")
+
+// committer stores events in groups: requests that arrive while a write is in flight
+// are stored together by the next InsertMany (up to MaxBatch), and each request gets
+// its answer only once its group is durable. Under load the groups grow; alone, an
+// event is written at once.
+type committer struct {
+	inbox    Inbox
+	pub      Publisher
+	maxBatch int
+	timeout  time.Duration
+	logger   *slog.Logger
+
+	queue chan *pending
+	mu    sync.RWMutex // guards stopped against submit racing Stop
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+	stopped bool
+}
+
+type pending struct {
+	ev   *store.InboxEvent
+	done chan commitResult
+}
+
+type commitResult struct {
+	dup bool
+	err error
+}
+
+func newCommitter(inbox Inbox, pub Publisher, queueSize, maxBatch int, timeout time.Duration, logger *slog.Logger) *committer {
+	return &committer{
+		inbox: inbox, pub: pub, maxBatch: maxBatch, timeout: timeout, logger: logger,
+		queue: make(chan *pending, queueSize), stop: make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
+// submit queues an event and waits until its group is stored. It never blocks on a
+// full queue: that is ErrBusy at once.
+func (c *committer) submit(ctx context.Context, ev *store.InboxEvent) (dup bool, err error) {
+	p := &pending{ev: ev, done: make(chan commitResult, 1)}
+	c.mu.RLock()
+	if c.stopped {
+		c.mu.RUnlock()
+		return false, ErrBusy
+	}
+	select {
+	case c.queue <- p:
+		c.mu.RUnlock()
+	default:
+		c.mu.RUnlock()
+		return false, ErrBusy
+	}
+	select {
+	case r := <-p.done:
+		return r.dup, r.err
+	case <-ctx.Done():
+		// The event may still be stored; Dataverse's retry will then be a duplicate.
+		return false, ctx.Err()
+	}
+}
+
+// run writes groups until Stop, then drains what is queued.
+func (c *committer) run() {
+	defer close(c.done)
+	for {
+		select {
+		case p := <-c.queue:
+			c.commit(c.collect(p))
+		case <-c.stop:
+			for {
+				select {
+				case p := <-c.queue:
+					c.commit(c.collect(p))
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// collect takes first and whatever else is already queued, up to maxBatch.
+func (c *committer) collect(first *pending) []*pending {
+	batch := []*pending{first}
+	for len(batch) < c.maxBatch {
+		select {
+		case p := <-c.queue:
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (c *committer) commit(batch []*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	evs := make([]*store.InboxEvent, len(batch))
+	for i, p := range batch {
+		evs[i] = p.ev
+	}
+	dup, err := c.inbox.AddInboxEvents(ctx, evs)
+	if err != nil {
+		for _, p := range batch {
+			p.done <- commitResult{err: err}
+		}
+		return
+	}
+	var entries []queue.Entry
+	for i, p := range batch {
+		if !dup[i] {
+			entries = append(entries, queue.Entry{EventID: p.ev.ID, Key: p.ev.PartitionKey()})
+		}
+	}
+	// Answer first: the events are durable. A publish that fails is made good by the
+	// engine's recovery sweep.
+	for i, p := range batch {
+		p.done <- commitResult{dup: dup[i]}
+	}
+	if err := c.pub.Publish(ctx, entries...); err != nil {
+		c.logger.Warn("events stored but not published; the recovery sweep will publish them",
+			slog.Int("count", len(entries)), slog.String("error", err.Error()))
+	}
+}
+
+// shutdown stops taking events, stores those already queued, and waits for that.
+func (c *committer) shutdown(ctx context.Context) error {
+	c.once.Do(func() {
+		c.mu.Lock()
+		c.stopped = true
+		c.mu.Unlock()
+		close(c.stop)
+	})
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
