@@ -26,11 +26,11 @@ type committer struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 
-	queue chan *pending
-	mu    sync.RWMutex // guards stopped against submit racing Stop
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	queue   chan *pending
+	mu      sync.RWMutex // guards stopped against submit racing Stop
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 	stopped bool
 }
 

@@ -22,9 +22,9 @@ import (
 // fakeInbox is an in-memory Inbox that can be told to fail, for the answers that
 // depend on the store's state.
 type fakeInbox struct {
-	mu     sync.Mutex
-	conns  map[string]*store.Connection
-	secret map[string]string
+	mu      sync.Mutex
+	conns   map[string]*store.Connection
+	secret  map[string]string
 	events  map[string]*store.InboxEvent
 	batches []int
 	fail    error
