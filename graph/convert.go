@@ -2,6 +2,7 @@ package graph
 
 import (
 	"errors"
+	"time"
 
 	"crmsync/graph/model"
 	"crmsync/store"
@@ -55,3 +56,5 @@ func nilIfNotFound[T any](v *T, err error) (*T, error) {
 	}
 	return v, err
 }
+
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

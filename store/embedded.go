@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -19,14 +20,21 @@ type EmbeddedConfig struct {
 	DataDir string
 	// Logger receives the server's own warnings; nil discards them below error level.
 	Logger *slog.Logger
+	// WithoutIDIndex leaves out the _id index of sqliteindex.go; only benchmarks that
+	// measure what the index is worth set it.
+	WithoutIDIndex bool
 }
 
 // Embedded is a FerretDB server running in this process, speaking the MongoDB wire
 // protocol over TCP so that the official driver (and other processes) can use it.
 type Embedded struct {
-	uri    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	uri     string
+	dir     string
+	cancel  context.CancelFunc
+	done    chan struct{}
+	indexer *idIndexer
+	// withoutIndex is EmbeddedConfig.WithoutIDIndex.
+	withoutIndex bool
 }
 
 // StartEmbedded starts FerretDB on SQLite files under cfg.DataDir and returns once it
@@ -56,10 +64,18 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("start embedded store: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &Embedded{cancel: cancel, done: make(chan struct{})}
+	e := &Embedded{dir: dir, cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: dir, logger: logger}, withoutIndex: cfg.WithoutIDIndex}
+	indexed := make(chan struct{})
 	go func() {
 		defer close(e.done)
 		_ = f.Run(runCtx)
+		<-indexed
+	}()
+	go func() {
+		defer close(indexed)
+		if !cfg.WithoutIDIndex {
+			e.indexer.run(runCtx, 500*time.Millisecond)
+		}
 	}()
 	// MongoDBURI waits until the listener is bound, which is why Run starts first.
 	e.uri = f.MongoDBURI()
@@ -68,6 +84,15 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 
 // URI is the mongodb:// address of the running server.
 func (e *Embedded) URI() string { return e.uri }
+
+// IndexNow adds the _id index (see sqliteindex.go) to tables created since the last
+// pass, without waiting for the next one.
+func (e *Embedded) IndexNow(ctx context.Context) error {
+	if e.withoutIndex {
+		return nil
+	}
+	return e.indexer.indexAll(ctx)
+}
 
 // Stop closes the listener and every connection, then the SQLite files.
 func (e *Embedded) Stop() {

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -137,4 +139,56 @@ func (s *Store) CountInbox(ctx context.Context) (InboxCounts, error) {
 		*dst = int(n)
 	}
 	return c, nil
+}
+
+// IngestStats is the delivery ledger of one connection's inbox: how many accepted
+// events stand at each status, and how long processed ones took from acceptance to
+// their outcome.
+type IngestStats struct {
+	Pending, Processed, Failed int
+	// Latency percentiles of receivedAt → processedAt over processed events.
+	P50, P95, P99, Max time.Duration
+}
+
+// IngestStats computes the ledger of a tenant's connection.
+func (s *Store) IngestStats(ctx context.Context, tenant, connectionID string) (*IngestStats, error) {
+	cur, err := s.db.Collection(colInbox).Find(ctx,
+		bson.D{{Key: "tenant", Value: tenant}, {Key: "connectionId", Value: connectionID}},
+		options.Find().SetProjection(bson.D{{Key: "status", Value: 1}, {Key: "receivedAt", Value: 1}, {Key: "processedAt", Value: 1}}))
+	if err != nil {
+		return nil, unavailable("ingest stats", err)
+	}
+	defer cur.Close(ctx)
+	st := &IngestStats{}
+	var lat []time.Duration
+	for cur.Next(ctx) {
+		var ev struct {
+			Status      InboxStatus `bson:"status"`
+			ReceivedAt  time.Time   `bson:"receivedAt"`
+			ProcessedAt *time.Time  `bson:"processedAt"`
+		}
+		if err := cur.Decode(&ev); err != nil {
+			return nil, fmt.Errorf("decode inbox event: %w", err)
+		}
+		switch ev.Status {
+		case InboxPending:
+			st.Pending++
+		case InboxProcessed:
+			st.Processed++
+			if ev.ProcessedAt != nil {
+				lat = append(lat, ev.ProcessedAt.Sub(ev.ReceivedAt))
+			}
+		case InboxFailed:
+			st.Failed++
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, unavailable("ingest stats", err)
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+		st.P50, st.P95, st.P99, st.Max = pct(0.50), pct(0.95), pct(0.99), lat[len(lat)-1]
+	}
+	return st, nil
 }

@@ -142,6 +142,19 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return fmt.Errorf("migrate: create indexes on %s: %w", col, err)
 		}
 	}
+	// Create every collection now, so the embedded store can index them at once.
+	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colHealth} {
+		err := s.db.CreateCollection(ctx, col)
+		var cmdErr mongo.CommandError
+		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists
+			return fmt.Errorf("migrate: create collection %s: %w", col, err)
+		}
+	}
+	if s.embedded != nil {
+		if err := s.embedded.IndexNow(ctx); err != nil {
+			return fmt.Errorf("migrate: index the embedded store: %w", err)
+		}
+	}
 	return nil
 }
 

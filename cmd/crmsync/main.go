@@ -20,6 +20,8 @@ Usage:
   crmsync serve                       run the service (embedded store and Redis when nothing is configured)
   crmsync token --tenant T --role R   mint a JWT signed with the secret serve uses
   crmsync store-server --addr A       run the embedded MongoDB-compatible server on its own
+  crmsync dataverse-emulator --addr A run an in-memory Dataverse (Web API + token endpoint); -h shows curl examples
+  crmsync loadgen --token T           post realistic webhooks at a running instance; print throughput and the ledger
   crmsync migrate                     create indexes (serve also does this at start)
 
 Configuration is read from the environment; see README.md.
@@ -50,6 +52,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return tokenCommand(rest, getenv, stdout, stderr)
 	case "store-server":
 		return storeServerCommand(ctx, rest, getenv, stdout, stderr)
+	case "dataverse-emulator":
+		return emulatorCommand(ctx, rest, getenv, stdout, stderr)
+	case "loadgen":
+		return loadgenCommand(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return migrateCommand(ctx, rest, getenv, stderr)
 	case "help", "-h", "--help":

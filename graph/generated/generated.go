@@ -31,6 +31,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	CrmConnection() CrmConnectionResolver
+	IngestStats() IngestStatsResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscriber() SubscriberResolver
@@ -73,6 +74,16 @@ type ComplexityRoot struct {
 		SubscriberField func(childComplexity int) int
 	}
 
+	IngestStats struct {
+		Failed       func(childComplexity int) int
+		LatencyMaxMs func(childComplexity int) int
+		LatencyP50Ms func(childComplexity int) int
+		LatencyP95Ms func(childComplexity int) int
+		LatencyP99Ms func(childComplexity int) int
+		Pending      func(childComplexity int) int
+		Processed    func(childComplexity int) int
+	}
+
 	MarketingList struct {
 		Group        func(childComplexity int) int
 		ID           func(childComplexity int) int
@@ -101,6 +112,7 @@ type ComplexityRoot struct {
 	Query struct {
 		Connection        func(childComplexity int, id string) int
 		Connections       func(childComplexity int) int
+		IngestStats       func(childComplexity int, connectionID string) int
 		Subscriber        func(childComplexity int, id string) int
 		SubscriberByEmail func(childComplexity int, groupID string, email string) int
 		SubscriberGroup   func(childComplexity int, id string) int
@@ -170,6 +182,12 @@ type CrmConnectionResolver interface {
 	WebhookPath(ctx context.Context, obj *store.Connection) (string, error)
 	WebhookURL(ctx context.Context, obj *store.Connection) (string, error)
 }
+type IngestStatsResolver interface {
+	LatencyP50Ms(ctx context.Context, obj *store.IngestStats) (float64, error)
+	LatencyP95Ms(ctx context.Context, obj *store.IngestStats) (float64, error)
+	LatencyP99Ms(ctx context.Context, obj *store.IngestStats) (float64, error)
+	LatencyMaxMs(ctx context.Context, obj *store.IngestStats) (float64, error)
+}
 type MutationResolver interface {
 	CreateConnection(ctx context.Context, input model.CreateConnectionInput) (*store.Connection, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
@@ -179,6 +197,7 @@ type QueryResolver interface {
 	Connection(ctx context.Context, id string) (*store.Connection, error)
 	Connections(ctx context.Context) ([]*store.Connection, error)
 	SubscriberGroup(ctx context.Context, id string) (*store.Group, error)
+	IngestStats(ctx context.Context, connectionID string) (*store.IngestStats, error)
 	Subscriber(ctx context.Context, id string) (*store.Subscriber, error)
 	SubscriberByEmail(ctx context.Context, groupID string, email string) (*store.Subscriber, error)
 }
@@ -346,6 +365,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.FieldMapping.SubscriberField(childComplexity), true
 
+	case "IngestStats.failed":
+		if e.ComplexityRoot.IngestStats.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestStats.Failed(childComplexity), true
+	case "IngestStats.latencyMaxMs":
+		if e.ComplexityRoot.IngestStats.LatencyMaxMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestStats.LatencyMaxMs(childComplexity), true
+	case "IngestStats.latencyP50Ms":
+		if e.ComplexityRoot.IngestStats.LatencyP50Ms == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestStats.LatencyP50Ms(childComplexity), true
+	case "IngestStats.latencyP95Ms":
+		if e.ComplexityRoot.IngestStats.LatencyP95Ms == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestStats.LatencyP95Ms(childComplexity), true
+	case "IngestStats.latencyP99Ms":
+		if e.ComplexityRoot.IngestStats.LatencyP99Ms == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestStats.LatencyP99Ms(childComplexity), true
+	case "IngestStats.pending":
+		if e.ComplexityRoot.IngestStats.Pending == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestStats.Pending(childComplexity), true
+	case "IngestStats.processed":
+		if e.ComplexityRoot.IngestStats.Processed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestStats.Processed(childComplexity), true
+
 	case "MarketingList.group":
 		if e.ComplexityRoot.MarketingList.Group == nil {
 			break
@@ -477,6 +539,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Connections(childComplexity), true
+	case "Query.ingestStats":
+		if e.ComplexityRoot.Query.IngestStats == nil {
+			break
+		}
+
+		args, err := ec.field_Query_ingestStats_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.IngestStats(childComplexity, args["connectionId"].(string)), true
 
 	case "Query.subscriber":
 		if e.ComplexityRoot.Query.Subscriber == nil {
@@ -938,6 +1011,26 @@ extend type Mutation {
   createSubscriberGroup(input: CreateSubscriberGroupInput!): SubscriberGroup! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
+	{Name: "../../schema/ingest.graphqls", Input: `# The ingest ledger: what became of the events Dataverse delivered.
+
+"""
+Events a connection's webhook accepted, by what became of them, and how long the
+processed ones took from acceptance (the 202) to their outcome.
+"""
+type IngestStats {
+  pending: Int!
+  processed: Int!
+  failed: Int!
+  latencyP50Ms: Float!
+  latencyP95Ms: Float!
+  latencyP99Ms: Float!
+  latencyMaxMs: Float!
+}
+
+extend type Query {
+  ingestStats(connectionId: ID!): IngestStats! @hasRole(role: VIEWER)
+}
+`, BuiltIn: false},
 	{Name: "../../schema/subscriber.graphqls", Input: `# Subscribers: one per address and group, optionally linked to a CRM record.
 
 type Subscriber {
@@ -1039,6 +1132,26 @@ func (ec *executionContext) childFields_FieldMapping(ctx context.Context, field 
 		return ec.fieldContext_FieldMapping_optionLabels(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type FieldMapping", field.Name)
+}
+
+func (ec *executionContext) childFields_IngestStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "pending":
+		return ec.fieldContext_IngestStats_pending(ctx, field)
+	case "processed":
+		return ec.fieldContext_IngestStats_processed(ctx, field)
+	case "failed":
+		return ec.fieldContext_IngestStats_failed(ctx, field)
+	case "latencyP50Ms":
+		return ec.fieldContext_IngestStats_latencyP50Ms(ctx, field)
+	case "latencyP95Ms":
+		return ec.fieldContext_IngestStats_latencyP95Ms(ctx, field)
+	case "latencyP99Ms":
+		return ec.fieldContext_IngestStats_latencyP99Ms(ctx, field)
+	case "latencyMaxMs":
+		return ec.fieldContext_IngestStats_latencyMaxMs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IngestStats", field.Name)
 }
 
 func (ec *executionContext) childFields_MarketingList(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1394,6 +1507,20 @@ func (ec *executionContext) field_Query_connection_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_ingestStats_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
 	return args, nil
 }
 
@@ -2067,6 +2194,167 @@ func (ec *executionContext) fieldContext_FieldMapping_optionLabels(_ context.Con
 	return graphql.NewScalarFieldContext("FieldMapping", field, false, false, "JSON")
 }
 
+func (ec *executionContext) _IngestStats_pending(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestStats_pending(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pending, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestStats_pending(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestStats_processed(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestStats_processed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Processed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestStats_processed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestStats_failed(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestStats_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestStats_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestStats_latencyP50Ms(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestStats_latencyP50Ms(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IngestStats().LatencyP50Ms(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestStats_latencyP50Ms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _IngestStats_latencyP95Ms(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestStats_latencyP95Ms(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IngestStats().LatencyP95Ms(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestStats_latencyP95Ms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _IngestStats_latencyP99Ms(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestStats_latencyP99Ms(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IngestStats().LatencyP99Ms(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestStats_latencyP99Ms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _IngestStats_latencyMaxMs(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestStats_latencyMaxMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IngestStats().LatencyMaxMs(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestStats_latencyMaxMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestStats", field, true, true, "Float")
+}
+
 func (ec *executionContext) _MarketingList_id(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2729,6 +3017,68 @@ func (ec *executionContext) fieldContext_Query_subscriberGroup(ctx context.Conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_subscriberGroup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_ingestStats(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_ingestStats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().IngestStats(ctx, fc.Args["connectionId"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *store.IngestStats
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.IngestStats
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.IngestStats) graphql.Marshaler {
+			return ec.marshalNIngestStats2ᚖcrmsyncᚋstoreᚐIngestStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_ingestStats(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestStats(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_ingestStats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -5402,6 +5752,73 @@ func (ec *executionContext) _FieldMapping(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var ingestStatsImplementors = []string{"IngestStats"}
+
+func (ec *executionContext) _IngestStats(ctx context.Context, sel ast.SelectionSet, obj *store.IngestStats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ingestStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IngestStats")
+		case "pending":
+			out.Values[i] = ec._IngestStats_pending(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "processed":
+			out.Values[i] = ec._IngestStats_processed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "failed":
+			out.Values[i] = ec._IngestStats_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "latencyP50Ms":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IngestStats_latencyP50Ms(ctx, field, obj)
+				})
+		case "latencyP95Ms":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IngestStats_latencyP95Ms(ctx, field, obj)
+				})
+		case "latencyP99Ms":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IngestStats_latencyP99Ms(ctx, field, obj)
+				})
+		case "latencyMaxMs":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IngestStats_latencyMaxMs(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var marketingListImplementors = []string{"MarketingList"}
 
 func (ec *executionContext) _MarketingList(ctx context.Context, sel ast.SelectionSet, obj *model.MarketingList) graphql.Marshaler {
@@ -5616,6 +6033,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_subscriberGroup(ctx, field)
+				})
+		case "ingestStats":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_ingestStats(ctx, field)
 				})
 		case "subscriber":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -6491,6 +6914,20 @@ func (ec *executionContext) marshalNFieldMapping2ᚕcrmsyncᚋstoreᚐFieldMappi
 	return ret
 }
 
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -6503,6 +6940,14 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNIngestStats2ᚖcrmsyncᚋstoreᚐIngestStats(ctx context.Context, sel ast.SelectionSet, v *store.IngestStats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IngestStats!")
+		return graphql.Null
+	}
+	return ec._IngestStats(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {

@@ -1,0 +1,460 @@
+package emulator
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Config describes an emulator; the zero value is usable and gives the identities
+// contract.md documents.
+type Config struct {
+	// ClientID and ClientSecret are the credentials of the application user
+	// crmsync@emulator.test, the identity a crmsync connection uses. Defaults
+	// "emulator" and "emulator-secret".
+	ClientID     string
+	ClientSecret string
+	// UserClientID and UserClientSecret act as the human user admin@emulator.test,
+	// so tests can make changes that are not crmsync's own. Defaults
+	// "emulator-user" and "emulator-user-secret".
+	UserClientID     string
+	UserClientSecret string
+	// TokenTTL is how long an access token is valid; the token answer reports one
+	// second less in expires_in, as Entra ID does (3599 for the default 1h).
+	TokenTTL time.Duration
+	// AllowQualifiedLeadUpdates lets PATCH change columns of a qualified lead. By
+	// default such updates are refused (contract.md: "qualified leads refuse
+	// updates"); reference/dataverse.md §7.4 notes that real Dataverse's behaviour
+	// is unverified, hence the switch. State changes (reopening) always work.
+	AllowQualifiedLeadUpdates bool
+	// Now is the clock for createdon/modifiedon and token expiry, so tests can move
+	// time; default time.Now.
+	Now func() time.Time
+	// Logger receives internal errors (at Error) and each request (at Debug);
+	// default discards.
+	Logger *slog.Logger
+}
+
+// Default identities of contract.md ("The emulator").
+const (
+	DefaultClientID         = "emulator"
+	DefaultClientSecret     = "emulator-secret"
+	DefaultUserClientID     = "emulator-user"
+	DefaultUserClientSecret = "emulator-user-secret"
+	DefaultTokenTTL         = time.Hour
+
+	// AppUserDomainName is the domainname of the application user the ClientID acts as.
+	AppUserDomainName = "crmsync@emulator.test"
+	// AdminDomainName is the domainname of the human user the UserClientID acts as.
+	AdminDomainName = "admin@emulator.test"
+)
+
+// maxBody bounds a request body; Dataverse's own limit is far higher, but no
+// emulator test needs more.
+const maxBody = 16 << 20
+
+// Emulator is an in-memory Dataverse: the Web API under /api/data/v9.2/ and an
+// Entra-ID-style token endpoint, so crmsync's client, engine and demo run against
+// something that answers like Dataverse without a tenant.
+type Emulator struct {
+	cfg Config
+	now func() time.Time
+	log *slog.Logger
+	reg *registry
+	mux *http.ServeMux
+
+	clients map[string]clientCred // by client id
+	tokens  tokenStore
+
+	orgID, rootBU, appUser, adminUser string
+
+	mu      sync.RWMutex
+	version int64                         // global row version; every write takes the next one
+	rows    map[string]map[string]*record // by logical name, then id
+
+	tokenRequests atomic.Int64
+
+	srvMu sync.Mutex
+	srv   *http.Server
+	url   string
+}
+
+// record is one stored row; vals holds canonical values by column logical name
+// (string, bool, int64, float64, time.Time, ref), absent meaning null.
+type record struct {
+	id      string
+	version int64
+	vals    map[string]any
+}
+
+// ref is a stored lookup value.
+type ref struct {
+	table string // logical name
+	id    string
+}
+
+// etag is the weak ETag Dataverse derives from the row version.
+func (r *record) etag() string { return fmt.Sprintf(`W/"%d"`, r.version) }
+
+// New builds an emulator seeded with one root business unit and the two
+// systemusers of contract.md.
+func New(cfg Config) *Emulator {
+	cfg.ClientID = cmp.Or(cfg.ClientID, DefaultClientID)
+	cfg.ClientSecret = cmp.Or(cfg.ClientSecret, DefaultClientSecret)
+	cfg.UserClientID = cmp.Or(cfg.UserClientID, DefaultUserClientID)
+	cfg.UserClientSecret = cmp.Or(cfg.UserClientSecret, DefaultUserClientSecret)
+	cfg.TokenTTL = cmp.Or(cfg.TokenTTL, DefaultTokenTTL)
+	e := &Emulator{
+		cfg:     cfg,
+		now:     cfg.Now,
+		log:     cfg.Logger,
+		rows:    map[string]map[string]*record{},
+		version: 1_000_000,
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	reg, err := newRegistry(builtinTables())
+	if err != nil {
+		panic(err) // the built-in schema is static; a mistake in it is a programming error
+	}
+	e.reg = reg
+	for _, t := range reg.tables {
+		e.rows[t.logical] = map[string]*record{}
+	}
+	e.orgID, e.rootBU, e.appUser, e.adminUser = uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
+	e.clients = map[string]clientCred{
+		cfg.ClientID:     {secret: cfg.ClientSecret, user: e.appUser},
+		cfg.UserClientID: {secret: cfg.UserClientSecret, user: e.adminUser},
+	}
+	e.tokens.m = map[string]issuedToken{}
+	e.seed()
+
+	e.mux = http.NewServeMux()
+	e.mux.HandleFunc("/{tenant}/oauth2/v2.0/token", e.serveToken)
+	e.mux.HandleFunc("/api/data/v9.2/{rest...}", e.serveAPI)
+	e.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		e.writeError(w, r, errorf(http.StatusNotFound, "", "No HTTP resource was found that matches the request URI '%s'.", r.URL.Path))
+	})
+	return e
+}
+
+// seed creates the root business unit and the two systemusers.
+func (e *Emulator) seed() {
+	now := e.now().UTC().Truncate(time.Second)
+	put := func(table, id string, vals map[string]any) {
+		t := e.reg.byName[table]
+		e.version++
+		vals[t.pk] = id
+		vals["createdon"], vals["modifiedon"] = now, now
+		vals["createdby"], vals["modifiedby"] = ref{"systemuser", e.appUser}, ref{"systemuser", e.appUser}
+		vals["versionnumber"] = e.version
+		for _, c := range t.columns {
+			if _, set := vals[c.name]; !set && c.def != nil {
+				vals[c.name] = c.def
+			}
+		}
+		if t.derive != nil {
+			t.derive(vals)
+		}
+		e.rows[table][id] = &record{id: id, version: e.version, vals: vals}
+	}
+	put("businessunit", e.rootBU, map[string]any{"name": "emulator"})
+	put("systemuser", e.appUser, map[string]any{
+		"domainname": AppUserDomainName, "firstname": "crmsync", "lastname": "application user",
+		"internalemailaddress": AppUserDomainName, "accessmode": int64(4),
+		"businessunitid": ref{"businessunit", e.rootBU},
+	})
+	put("systemuser", e.adminUser, map[string]any{
+		"domainname": AdminDomainName, "firstname": "Emulator", "lastname": "Admin",
+		"internalemailaddress": AdminDomainName,
+		"businessunitid":       ref{"businessunit", e.rootBU},
+	})
+}
+
+// ApplicationUserID is the systemuserid of crmsync@emulator.test, the identity of
+// Config.ClientID, so tests can recognise crmsync's own writes.
+func (e *Emulator) ApplicationUserID() string { return e.appUser }
+
+// AdminUserID is the systemuserid of admin@emulator.test, the identity of
+// Config.UserClientID.
+func (e *Emulator) AdminUserID() string { return e.adminUser }
+
+// BusinessUnitID is the root business unit's id, which both seeded users belong to.
+func (e *Emulator) BusinessUnitID() string { return e.rootBU }
+
+// OrganizationID is the id WhoAmI reports, stable for the emulator's lifetime.
+func (e *Emulator) OrganizationID() string { return e.orgID }
+
+// TokenRequests counts calls to the token endpoint, so tests can prove that a
+// client caches its token.
+func (e *Emulator) TokenRequests() int64 { return e.tokenRequests.Load() }
+
+// Create inserts a row as the application user through the same validation as
+// POST /<entitySet>, without HTTP, so tests and the demo can seed many rows fast.
+// row holds what a request body would: columns, "nav@odata.bind" references.
+func (e *Emulator) Create(entitySet string, row map[string]any) (string, error) {
+	t, ok := e.reg.bySet[entitySet]
+	if !ok {
+		return "", fmt.Errorf("create %s: %w", entitySet, errSegment(entitySet))
+	}
+	raw, err := json.Marshal(row)
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", entitySet, err)
+	}
+	body, err := decodeBody(t, bytes.NewReader(raw))
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", entitySet, err)
+	}
+	rec, err := e.createRow(t, e.principal(e.appUser), body, "")
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", entitySet, err)
+	}
+	return rec.id, nil
+}
+
+// ServeHTTP makes the emulator an http.Handler, so tests can mount it in an
+// httptest.Server.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.log.DebugContext(r.Context(), "emulator: request", slog.String("method", r.Method), slog.String("url", r.URL.String()))
+	e.mux.ServeHTTP(w, r)
+}
+
+// Start listens on addr ("127.0.0.1:0" picks a free port) and serves in the
+// background until Close; URL then names the address.
+func (e *Emulator) Start(addr string) error {
+	e.srvMu.Lock()
+	defer e.srvMu.Unlock()
+	if e.srv != nil {
+		return errors.New("start emulator: already started")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("start emulator: %w", err)
+	}
+	e.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	e.url = "http://" + ln.Addr().String()
+	go func() {
+		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.log.Error("emulator: serve", slog.Any("error", err))
+		}
+	}()
+	return nil
+}
+
+// URL is the base URL after Start ("http://127.0.0.1:8090"): the organizationUrl of
+// a connection, with the token endpoint at URL + "/<tenant>/oauth2/v2.0/token".
+func (e *Emulator) URL() string {
+	e.srvMu.Lock()
+	defer e.srvMu.Unlock()
+	return e.url
+}
+
+// Close stops a started emulator, letting requests in flight finish for up to five
+// seconds.
+func (e *Emulator) Close() error {
+	e.srvMu.Lock()
+	srv := e.srv
+	e.srv = nil
+	e.srvMu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("close emulator: %w", err)
+	}
+	return nil
+}
+
+// baseURL is how the caller reached the emulator, for OData-EntityId, nextLink and
+// @odata.context.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// serveAPI routes a Web API request: the caller is authenticated first, then the
+// path is split into an entity set, an optional key and what follows it.
+func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
+	caller, err := e.authenticate(r)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization_uri=%s/common/oauth2/authorize, resource_id=%s/`, baseURL(r), baseURL(r)))
+		e.writeError(w, r, err)
+		return
+	}
+	if err := e.route(w, r, caller); err != nil {
+		e.writeError(w, r, err)
+	}
+}
+
+func (e *Emulator) route(w http.ResponseWriter, r *http.Request, caller *principal) error {
+	rest := r.PathValue("rest")
+	head, tail, _ := strings.Cut(rest, "/")
+	name, key, hasKey := head, "", false
+	if i := strings.IndexByte(head, '('); i >= 0 && strings.HasSuffix(head, ")") {
+		name, key, hasKey = head[:i], head[i+1:len(head)-1], true
+	}
+	switch name {
+	case "":
+		if r.Method != http.MethodGet {
+			return errMethod(r)
+		}
+		return e.serviceDocument(w, r)
+	case "WhoAmI":
+		if r.Method != http.MethodGet || tail != "" || (hasKey && key != "") {
+			return errMethod(r)
+		}
+		return e.whoAmI(w, r, caller)
+	case "$batch", "$metadata":
+		return errNotImplemented(name)
+	}
+	t, ok := e.reg.bySet[name]
+	if !ok {
+		return errSegment(name)
+	}
+	if !hasKey {
+		switch {
+		case tail == "$count" && r.Method == http.MethodGet:
+			return e.count(w, r, t)
+		case tail != "":
+			return errNotImplemented("'" + tail + "' on a collection (bound actions and functions)")
+		case r.Method == http.MethodGet:
+			return e.list(w, r, t)
+		case r.Method == http.MethodPost:
+			return e.create(w, r, t, caller)
+		}
+		return errMethod(r)
+	}
+	id, err := parseKey(t, key)
+	if err != nil {
+		return err
+	}
+	if tail != "" {
+		return errNotImplemented("'" + tail + "' on a row (single properties, $ref, bound actions)")
+	}
+	switch r.Method {
+	case http.MethodGet:
+		return e.retrieve(w, r, t, id)
+	case http.MethodPatch:
+		return e.patch(w, r, t, id, caller)
+	case http.MethodDelete:
+		return e.delete(w, r, t, id)
+	}
+	return errMethod(r)
+}
+
+func errMethod(r *http.Request) *apiError {
+	return errorf(http.StatusMethodNotAllowed, "", "The requested resource does not support http method '%s'.", r.Method)
+}
+
+// parseKey reads the key in "contacts(<key>)": a GUID. Alternate keys are refused
+// as Dataverse refuses them on a table that defines none.
+func parseKey(t *table, key string) (string, error) {
+	if id, ok := parseGUID(key); ok {
+		return id, nil
+	}
+	if strings.Contains(key, "=") {
+		return "", errorf(http.StatusBadRequest, codeODataBadRequest, "The key '%s' is not valid for entity '%s': no alternate key with these columns is defined.", key, t.logical)
+	}
+	return "", errorf(http.StatusBadRequest, codeODataBadRequest, "Bad Request - Error in query syntax.")
+}
+
+// parseGUID accepts the 36-character form, returned in lower case as Dataverse
+// writes ids.
+func parseGUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+// whoAmI answers the WhoAmI function, which clients use to test a connection.
+func (e *Emulator) whoAmI(w http.ResponseWriter, r *http.Request, caller *principal) error {
+	b := []byte(`{"@odata.context":`)
+	b = appendString(b, baseURL(r)+"/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse")
+	b = append(b, `,"BusinessUnitId":`...)
+	b = appendString(b, caller.businessUnit)
+	b = append(b, `,"UserId":`...)
+	b = appendString(b, caller.user)
+	b = append(b, `,"OrganizationId":`...)
+	b = appendString(b, e.orgID)
+	b = append(b, '}')
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+// serviceDocument lists the entity sets, like GET /api/data/v9.2/.
+func (e *Emulator) serviceDocument(w http.ResponseWriter, r *http.Request) error {
+	b := []byte(`{"@odata.context":`)
+	b = appendString(b, baseURL(r)+"/api/data/v9.2/$metadata")
+	b = append(b, `,"value":[`...)
+	for i, t := range e.reg.tables {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendString(b, t.set)
+		b = append(b, `,"kind":"EntitySet","url":`...)
+		b = appendString(b, t.set)
+		b = append(b, '}')
+	}
+	b = append(b, "]}"...)
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+// writeJSON sends a Web API JSON body with the OData headers Dataverse sets.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; odata.metadata=minimal")
+	h.Set("OData-Version", "4.0")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// decodeBody reads a request body as one JSON object, numbers kept exact.
+func decodeBody(t *table, r io.Reader) (map[string]any, error) {
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, errorf(http.StatusRequestEntityTooLarge, codeODataBadRequest, "The request body exceeds the limit of %d bytes.", tooBig.Limit)
+		}
+		return nil, errPayload(t, "Invalid JSON. %s", err.Error())
+	}
+	if m == nil {
+		return nil, errPayload(t, "Invalid JSON. A JSON object was expected.")
+	}
+	if dec.More() {
+		return nil, errPayload(t, "Invalid JSON. More than one value was found in the payload.")
+	}
+	return m, nil
+}

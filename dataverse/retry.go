@@ -1,0 +1,127 @@
+package dataverse
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// retrier decides whether and when a failed request is sent again: 429 after the
+// server's Retry-After and never sooner; 408, 5xx and transport failures after a
+// jittered exponential backoff; everything else not at all.
+type retrier struct {
+	max      int           // retries after the first attempt
+	min, cap time.Duration // first backoff and its ceiling
+	sleep    func(ctx context.Context, d time.Duration) error
+}
+
+// transportError marks a failure to get any HTTP answer (connection refused, reset,
+// a body cut short), which is worth another attempt.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// delay returns how long to wait before retry number attempt+1 after err, or false
+// when err is final.
+func (r retrier) delay(err error, attempt int) (time.Duration, bool) {
+	if attempt >= r.max || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return 0, false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		if !ae.Retryable() {
+			return 0, false
+		}
+		if ae.Status == http.StatusTooManyRequests && ae.RetryAfter > 0 {
+			// Spread the callers a throttle stopped together over a tenth of the wait,
+			// always after it.
+			return ae.RetryAfter + time.Duration(rand.Int64N(int64(ae.RetryAfter/10)+1)), true
+		}
+		return max(r.backoff(attempt), ae.RetryAfter), true
+	}
+	var te *transportError
+	if errors.As(err, &te) {
+		return r.backoff(attempt), true
+	}
+	return 0, false
+}
+
+// backoff is min·2^attempt, capped, with "equal jitter": half fixed, half random,
+// so concurrent clients spread out but never retry immediately.
+func (r retrier) backoff(attempt int) time.Duration {
+	d := r.min
+	for i := 0; i < attempt && d < r.cap; i++ {
+		d *= 2
+	}
+	d = min(d, r.cap)
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+// parseRetryAfter reads Retry-After as seconds (decimals allowed, §7.3) or an HTTP
+// date; zero when absent or unreadable.
+func parseRetryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseFloat(h, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs * float64(time.Second))
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// sleepContext waits for d or until ctx ends, whichever is first.
+func sleepContext(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// gate holds every request of a client back while Dataverse has throttled it:
+// after a 429 all requests from the same user fail until Retry-After has passed, so
+// sending them earlier only lengthens the penalty (§7.3).
+type gate struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+// close keeps requests back until t.
+func (g *gate) close(t time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if t.After(g.until) {
+		g.until = t
+	}
+}
+
+// wait returns once the gate is open.
+func (g *gate) wait(ctx context.Context, now func() time.Time, sleep func(context.Context, time.Duration) error) error {
+	g.mu.Lock()
+	d := g.until.Sub(now())
+	g.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	return sleep(ctx, d)
+}
