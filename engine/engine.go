@@ -270,7 +270,15 @@ func (e *Engine) handle(ctx context.Context, log *slog.Logger, m queue.Message) 
 }
 
 func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) error {
-	ec, err := dataverse.Decode([]byte(ev.Body))
+	body, err := e.cfg.Store.InboxEventBody(ctx, ev.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return Permanent(errors.New("the event's body is missing from the store"))
+	}
+	if err != nil {
+		return err
+	}
+	ev.Body = body
+	ec, err := dataverse.Decode([]byte(body))
 	if err != nil {
 		return Permanent(fmt.Errorf("decode event: %w", err))
 	}

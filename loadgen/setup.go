@@ -102,7 +102,7 @@ func (c *Client) Drain(ctx context.Context, connectionID string) (*Ledger, error
 				return l, fmt.Errorf("drain: %d events still pending: %w", l.Pending, ctx.Err())
 			}
 			return nil, fmt.Errorf("drain: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(time.Second):
 		}
 	}
 }

@@ -25,15 +25,18 @@ const (
 // InboxEvent is an accepted webhook call, stored before it is answered. Its _id is
 // the event id derived from the call, so a redelivery finds the same document.
 type InboxEvent struct {
-	ID           string      `bson:"_id"`
-	Tenant       string      `bson:"tenant"`
-	ConnectionID string      `bson:"connectionId"`
-	Source       string      `bson:"source"`
-	Message      string      `bson:"message"`
-	Entity       string      `bson:"entity"`
-	RecordID     string      `bson:"recordId"`
-	Stage        int         `bson:"stage"`
-	Body         string      `bson:"body"`
+	ID           string `bson:"_id"`
+	Tenant       string `bson:"tenant"`
+	ConnectionID string `bson:"connectionId"`
+	Source       string `bson:"source"`
+	Message      string `bson:"message"`
+	Entity       string `bson:"entity"`
+	RecordID     string `bson:"recordId"`
+	Stage        int    `bson:"stage"`
+	// Body is the call's body. It is kept in a collection of its own (inboxBodies)
+	// so that scans of the inbox (the recovery sweep, the ledger) stay light; the
+	// engine loads it with InboxEventBody.
+	Body         string      `bson:"-"`
 	SizeExceeded bool        `bson:"sizeExceeded,omitempty"`
 	ReceivedAt   time.Time   `bson:"receivedAt"`
 	Status       InboxStatus `bson:"status"`
@@ -52,23 +55,53 @@ func (s *Store) AddInboxEvents(ctx context.Context, evs []*InboxEvent) (dup []bo
 		return dup, nil
 	}
 	docs := make([]any, len(evs))
+	bodies := make([]any, len(evs))
 	for i, ev := range evs {
 		if ev.Status == "" {
 			ev.Status = InboxPending
 		}
 		docs[i] = ev
+		bodies[i] = inboxBody{ID: ev.ID, Body: ev.Body, ReceivedAt: ev.ReceivedAt}
 	}
-	_, err = s.db.Collection(colInbox).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	// Bodies first: an event is visible to the engine only once its body is stored.
+	// A duplicate's body is already there (the same id means the same body).
+	if _, err := insertManyIgnoringDuplicates(ctx, s.db.Collection(colInboxBodies), bodies); err != nil {
+		return nil, unavailable("store event bodies", err)
+	}
+	return insertManyIgnoringDuplicates(ctx, s.db.Collection(colInbox), docs)
+}
+
+// inboxBody is the body of an inbox event, under the event's id.
+type inboxBody struct {
+	ID         string    `bson:"_id"`
+	Body       string    `bson:"body"`
+	ReceivedAt time.Time `bson:"receivedAt"`
+}
+
+// InboxEventBody loads the body of an event.
+func (s *Store) InboxEventBody(ctx context.Context, id string) (string, error) {
+	var b inboxBody
+	if err := s.findByID(ctx, colInboxBodies, id, &b); err != nil {
+		return "", err
+	}
+	return b.Body, nil
+}
+
+// insertManyIgnoringDuplicates inserts docs unordered and reports which ones were
+// duplicates of stored documents (or of earlier docs); any other failure is an error.
+func insertManyIgnoringDuplicates(ctx context.Context, col *mongo.Collection, docs []any) ([]bool, error) {
+	dup := make([]bool, len(docs))
+	_, err := col.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
 		return dup, nil
 	}
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-		return nil, unavailable("store events", err)
+		return nil, unavailable("insert "+col.Name(), err)
 	}
 	for _, we := range bwe.WriteErrors {
-		if we.Code != 11000 || we.Index < 0 || we.Index >= len(evs) {
-			return nil, unavailable("store events", err)
+		if we.Code != 11000 || we.Index < 0 || we.Index >= len(docs) {
+			return nil, unavailable("insert "+col.Name(), err)
 		}
 		dup[we.Index] = true
 	}

@@ -46,6 +46,7 @@ const (
 	colAddresses   = "addresses"
 	colCRMLinks    = "crmlinks"
 	colInbox       = "inbox"
+	colInboxBodies = "inboxBodies"
 	colHealth      = "health"
 )
 
@@ -143,7 +144,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	// Create every collection now, so the embedded store can index them at once.
-	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colHealth} {
+	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth} {
 		err := s.db.CreateCollection(ctx, col)
 		var cmdErr mongo.CommandError
 		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists
