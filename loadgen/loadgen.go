@@ -84,6 +84,26 @@ func (r *Result) Latency(p float64) time.Duration {
 	return r.latencies[min(len(r.latencies)-1, int(p*float64(len(r.latencies))))]
 }
 
+// Merge adds up the results of several runs against one connection.
+func Merge(rs ...*Result) *Result {
+	out := &Result{ByStatus: map[int]int{}}
+	for _, r := range rs {
+		out.Sent += r.Sent
+		out.Accepted += r.Accepted
+		out.Duplicates += r.Duplicates
+		out.Rejected += r.Rejected
+		out.Errors += r.Errors
+		out.EventIDs = append(out.EventIDs, r.EventIDs...)
+		out.Elapsed += r.Elapsed
+		out.latencies = append(out.latencies, r.latencies...)
+		for k, v := range r.ByStatus {
+			out.ByStatus[k] += v
+		}
+	}
+	slices.Sort(out.latencies)
+	return out
+}
+
 // Balanced reports whether every request is accounted for.
 func (r *Result) Balanced() bool {
 	return r.Sent == r.Accepted+r.Duplicates+r.Rejected+r.Errors

@@ -28,6 +28,12 @@ type config struct {
 	SMTPURL       string
 	Production    bool
 	RedisPrefix   string
+	// LeaseTTL is how long a worker's claim on a stream partition lives unrenewed:
+	// how soon a dead worker's partitions pass to the others.
+	LeaseTTL time.Duration
+	// RecoveryInterval is how often workers look for stored events that never reached
+	// the stream (a lost publish, Redis losing its data).
+	RecoveryInterval time.Duration
 }
 
 // configError names the variable that is wrong, as the one line the process prints.
@@ -102,6 +108,17 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, &configError{"CRMSYNC_KEY_GRACE", "must be a duration such as 24h"}
 	}
 	c.KeyGrace = grace
+	for _, d := range []struct {
+		name string
+		def  string
+		dst  *time.Duration
+	}{{"CRMSYNC_LEASE_TTL", "10s", &c.LeaseTTL}, {"CRMSYNC_RECOVERY_INTERVAL", "30s", &c.RecoveryInterval}} {
+		v, err := time.ParseDuration(cmp.Or(getenv(d.name), d.def))
+		if err != nil || v < 100*time.Millisecond {
+			return nil, &configError{d.name, "must be a duration of at least 100ms, such as " + d.def}
+		}
+		*d.dst = v
+	}
 	if c.SMTPURL != "" {
 		if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Host == "" {
 			return nil, &configError{"CRMSYNC_SMTP_URL", "must be smtp://user:pass@host:port or smtps://…"}

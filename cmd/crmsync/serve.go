@@ -58,9 +58,9 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	}
 	keys := queue.NewKeys(cfg.RedisPrefix)
 	stream := queue.NewEventStream(rdb.Client, keys, queue.DefaultPartitions)
-	const leaseTTL = 10 * time.Second
 	eng, err := engine.New(engine.Config{
-		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, leaseTTL), LeaseTTL: leaseTTL, Logger: logger,
+		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, cfg.LeaseTTL), LeaseTTL: cfg.LeaseTTL,
+		SweepInterval: cfg.RecoveryInterval, ClaimIdle: max(2*cfg.RecoveryInterval, time.Second), Logger: logger,
 	})
 	if err != nil {
 		return err

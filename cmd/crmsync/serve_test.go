@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +22,21 @@ import (
 	"crmsync/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	// The fault tests run crmsync serve as a child process (so it can be killed);
+	// that child is this test binary with CRMSYNC_TEST_SERVE set.
+	if os.Getenv("CRMSYNC_TEST_SERVE") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := run(ctx, []string{"serve"}, os.Getenv, os.Stdout, os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crmsync:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	storetest.Main(m)
+}
 
 // instance is a running crmsync serve, wired exactly as the binary wires it, on the
 // test's own database and Redis key prefix.
@@ -30,16 +47,29 @@ type instance struct {
 	store *store.Store
 }
 
+// testEnv is the environment of an instance on the test's own database, Redis key
+// prefix and data dir (whose secrets every instance of the test shares).
+func testEnv(t *testing.T) map[string]string {
+	return map[string]string{
+		"CRMSYNC_ADDR":              "127.0.0.1:0",
+		"CRMSYNC_DATA_DIR":          t.TempDir(),
+		"MONGODB_URI":               storetest.URI(t),
+		"MONGODB_DATABASE":          storetest.DatabaseName(t),
+		"REDIS_URL":                 queuetest.URL(t),
+		"CRMSYNC_REDIS_PREFIX":      queuetest.Prefix(t),
+		"CRMSYNC_LEASE_TTL":         "2s",
+		"CRMSYNC_RECOVERY_INTERVAL": "500ms",
+	}
+}
+
 func startInstance(t *testing.T) *instance {
 	t.Helper()
-	env := map[string]string{
-		"CRMSYNC_ADDR":         "127.0.0.1:0",
-		"CRMSYNC_DATA_DIR":     t.TempDir(),
-		"MONGODB_URI":          storetest.URI(t),
-		"MONGODB_DATABASE":     storetest.DatabaseName(t),
-		"REDIS_URL":            queuetest.URL(t),
-		"CRMSYNC_REDIS_PREFIX": queuetest.Prefix(t),
-	}
+	return startInstanceEnv(t, testEnv(t))
+}
+
+// startInstanceEnv runs serve in this process; it stops when the test ends.
+func startInstanceEnv(t *testing.T, env map[string]string) *instance {
+	t.Helper()
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
