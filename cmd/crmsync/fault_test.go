@@ -33,7 +33,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func startProcess(t *testing.T, env map[string]string) *proc {
+func startProcess(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -83,13 +83,13 @@ func (p *proc) kill() {
 
 // harness holds what a fault test shares between instances.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	env   map[string]string
 	token string
 	store *store.Store
 }
 
-func newHarness(t *testing.T, env map[string]string) *harness {
+func newHarness(t testing.TB, env map[string]string) *harness {
 	t.Helper()
 	secrets, err := auth.LoadOrCreateSecrets(env["CRMSYNC_DATA_DIR"])
 	if err != nil {
@@ -339,7 +339,7 @@ func (in *instance) postWebhookURL(url string, body []byte) (int, error) {
 	return resp.StatusCode, nil
 }
 
-func waitUntil(t *testing.T, cond func() bool) {
+func waitUntil(t testing.TB, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
@@ -350,7 +350,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

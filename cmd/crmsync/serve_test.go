@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 // instance is a running crmsync serve, wired exactly as the binary wires it, on the
 // test's own database and Redis key prefix.
 type instance struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	cfg   *config
 	store *store.Store
@@ -49,7 +49,7 @@ type instance struct {
 
 // testEnv is the environment of an instance on the test's own database, Redis key
 // prefix and data dir (whose secrets every instance of the test shares).
-func testEnv(t *testing.T) map[string]string {
+func testEnv(t testing.TB) map[string]string {
 	return map[string]string{
 		"CRMSYNC_ADDR":              "127.0.0.1:0",
 		"CRMSYNC_DATA_DIR":          t.TempDir(),
@@ -62,13 +62,13 @@ func testEnv(t *testing.T) map[string]string {
 	}
 }
 
-func startInstance(t *testing.T) *instance {
+func startInstance(t testing.TB) *instance {
 	t.Helper()
 	return startInstanceEnv(t, testEnv(t))
 }
 
 // startInstanceEnv runs serve in this process; it stops when the test ends.
-func startInstanceEnv(t *testing.T, env map[string]string) *instance {
+func startInstanceEnv(t testing.TB, env map[string]string) *instance {
 	t.Helper()
 	cfg, err := loadConfig(func(k string) string { return env[k] })
 	if err != nil {
@@ -108,7 +108,7 @@ func startInstanceEnv(t *testing.T, env map[string]string) *instance {
 	return &instance{t: t, base: base, cfg: cfg, store: st}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
