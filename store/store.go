@@ -16,23 +16,31 @@ import (
 
 // Config configures the connection to MongoDB.
 type Config struct {
-	// URI is a mongodb:// or mongodb+srv:// address. Empty starts the embedded server.
+	// URI is a mongodb:// or mongodb+srv:// address; required.
 	URI string
+	// Embedded is set when URI is the embedded server (package store/embedded): the
+	// store then uses one connection, which makes every operation atomic there, and
+	// has the server index new collections after Migrate.
+	Embedded Indexer
 	// Database is the database name; default "crmsync".
 	Database string
-	// DataDir is where the embedded server keeps its files; required when URI is empty.
-	DataDir string
 	// SecretKey (32 bytes, CRMSYNC_SECRET_KEY) encrypts the secrets that connections keep.
 	SecretKey []byte
 	// Logger receives store diagnostics; default slog.Default().
 	Logger *slog.Logger
 }
 
+// Indexer is what the store needs of the embedded server: to index the tables of
+// collections Migrate created (see store/embedded/sqliteindex.go).
+type Indexer interface {
+	IndexNow(ctx context.Context) error
+}
+
 // Store is crmsync's MongoDB repository: one handle shared by every component.
 type Store struct {
 	client   *mongo.Client
 	db       *mongo.Database
-	embedded *Embedded
+	embedded Indexer
 	sealer   *sealer
 	logger   *slog.Logger
 	now      func() time.Time
@@ -58,19 +66,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{sealer: sl, logger: logger, now: time.Now}
+	s := &Store{sealer: sl, embedded: cfg.Embedded, logger: logger, now: time.Now}
 	uri := cfg.URI
-	opts := options.Client()
 	if uri == "" {
-		if cfg.DataDir == "" {
-			return nil, errors.New("open store: DataDir is required for the embedded store")
-		}
-		e, err := StartEmbedded(ctx, EmbeddedConfig{DataDir: cfg.DataDir})
-		if err != nil {
-			return nil, err
-		}
-		s.embedded = e
-		uri = e.URI()
+		return nil, errors.New("open store: URI is required")
+	}
+	opts := options.Client()
+	if cfg.Embedded != nil {
 		// One connection makes every operation atomic in the embedded server, which
 		// does not serialise concurrent updates of one document by itself (design.md).
 		opts.SetMaxPoolSize(1)
@@ -81,7 +83,6 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		SetTimeout(30 * time.Second)
 	client, err := mongo.Connect(opts)
 	if err != nil {
-		s.stopEmbedded()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.client = client
@@ -95,24 +96,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Embedded reports whether this store runs the in-process server.
+// Embedded reports whether this store uses the embedded server.
 func (s *Store) Embedded() bool { return s.embedded != nil }
 
-// Close disconnects and stops the embedded server, if any.
+// Close disconnects; an embedded server is stopped by whoever started it.
 func (s *Store) Close(ctx context.Context) error {
-	var err error
-	if s.client != nil {
-		err = s.client.Disconnect(ctx)
+	if s.client == nil {
+		return nil
 	}
-	s.stopEmbedded()
-	return err
-}
-
-func (s *Store) stopEmbedded() {
-	if s.embedded != nil {
-		s.embedded.Stop()
-		s.embedded = nil
-	}
+	return s.client.Disconnect(ctx)
 }
 
 // CheckWritable proves that the store accepts writes now, for /readyz.

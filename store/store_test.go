@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"crmsync/store"
+	"crmsync/store/embedded"
 	"crmsync/store/storetest"
 )
 
@@ -184,14 +185,18 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
 	key := make([]byte, 32)
+	var stops []func()
 	open := func() *store.Store {
-		s, err := store.Open(ctx, store.Config{DataDir: dir, SecretKey: key})
+		srv, err := embedded.Start(ctx, embedded.Config{DataDir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !s.Embedded() {
-			t.Fatal("store without URI is not embedded")
+		t.Cleanup(srv.Stop)
+		s, err := store.Open(ctx, store.Config{URI: srv.URI(), Embedded: srv, SecretKey: key})
+		if err != nil {
+			t.Fatal(err)
 		}
+		stops = append(stops, srv.Stop)
 		if err := s.Migrate(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -208,6 +213,7 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 	if err := s.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
+	stops[0]()
 	s = open()
 	defer s.Close(ctx)
 	got, err := s.Connection(ctx, "t1", c.ID)

@@ -20,6 +20,7 @@ import (
 	"crmsync/auth"
 	"crmsync/loadgen"
 	"crmsync/store"
+	"crmsync/store/embedded"
 )
 
 // The fault tests of the ingest promise: every event answered 202 is applied, whatever
@@ -230,8 +231,8 @@ func TestStoreDownThenRecovery(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	startStore := func() *store.Embedded {
-		e, err := store.StartEmbedded(context.Background(), store.EmbeddedConfig{Addr: addr, DataDir: dir})
+	startStore := func() *embedded.Server {
+		e, err := embedded.Start(context.Background(), embedded.Config{Addr: addr, DataDir: dir})
 		if err != nil {
 			t.Fatal(err)
 		}

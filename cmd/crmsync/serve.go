@@ -37,13 +37,11 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 // serve wires and runs everything; ready, when not nil, receives the base URL once
 // the listener is bound.
 func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writer, ready chan<- string) error {
-	st, err := store.Open(ctx, store.Config{
-		URI: cfg.MongoURI, Database: cfg.MongoDatabase, DataDir: cfg.DataDir, SecretKey: cfg.SecretKey, Logger: logger,
-	})
+	st, closeStore, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer st.Close(context.WithoutCancel(ctx))
+	defer closeStore()
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}

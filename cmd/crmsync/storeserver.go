@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"crmsync/store"
+	"crmsync/store/embedded"
 )
 
 // storeServerCommand runs the embedded MongoDB-compatible server on its own, so that
@@ -18,7 +18,7 @@ func storeServerCommand(ctx context.Context, args []string, getenv func(string) 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{Addr: *addr, DataDir: *dataDir})
+	e, err := embedded.Start(ctx, embedded.Config{Addr: *addr, DataDir: *dataDir})
 	if err != nil {
 		return err
 	}
@@ -38,11 +38,11 @@ func migrateCommand(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, store.Config{URI: cfg.MongoURI, Database: cfg.MongoDatabase, DataDir: cfg.DataDir, SecretKey: cfg.SecretKey})
+	st, closeStore, err := openStore(ctx, cfg, nil)
 	if err != nil {
 		return err
 	}
-	defer st.Close(context.WithoutCancel(ctx))
+	defer closeStore()
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}

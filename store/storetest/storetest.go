@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"crmsync/store"
+	embeddedsrv "crmsync/store/embedded"
 )
 
 var (
 	embeddedOnce sync.Once
-	embedded     *store.Embedded
+	embedded     *embeddedsrv.Server
 	embeddedDir  string
 	embeddedErr  error
 )
@@ -34,7 +35,7 @@ func URI(tb testing.TB) string {
 		if embeddedErr != nil {
 			return
 		}
-		embedded, embeddedErr = store.StartEmbedded(context.Background(), store.EmbeddedConfig{DataDir: embeddedDir})
+		embedded, embeddedErr = embeddedsrv.Start(context.Background(), embeddedsrv.Config{DataDir: embeddedDir})
 	})
 	if embeddedErr != nil {
 		tb.Fatalf("start embedded store: %v", embeddedErr)
@@ -83,7 +84,11 @@ func Config(tb testing.TB) store.Config {
 	tb.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return store.Config{URI: URI(tb), Database: DatabaseName(tb), SecretKey: key}
+	cfg := store.Config{URI: URI(tb), Database: DatabaseName(tb), SecretKey: key}
+	if embedded != nil && cfg.URI == embedded.URI() {
+		cfg.Embedded = embedded
+	}
+	return cfg
 }
 
 // DatabaseName derives a short unique database name from the test's name.

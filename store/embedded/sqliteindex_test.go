@@ -1,4 +1,4 @@
-package store_test
+package embedded_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"crmsync/store"
+	"crmsync/store/embedded"
 )
 
 // TestEmbeddedIDIndexIsUsed proves that FerretDB's lookups by _id in the embedded
@@ -22,7 +23,12 @@ func TestEmbeddedIDIndexIsUsed(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := store.Open(ctx, store.Config{DataDir: dir, Database: "plan", SecretKey: make([]byte, 32)})
+	srv, err := embedded.Start(ctx, embedded.Config{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	s, err := store.Open(ctx, store.Config{URI: srv.URI(), Embedded: srv, Database: "plan", SecretKey: make([]byte, 32)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +84,7 @@ func BenchmarkEmbeddedUpdateByID(b *testing.B) {
 func benchmarkUpdateByID(b *testing.B, withoutIndex bool) {
 	dir := b.TempDir()
 	ctx := context.Background()
-	e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{DataDir: dir, WithoutIDIndex: withoutIndex})
+	e, err := embedded.Start(ctx, embedded.Config{DataDir: dir, WithoutIDIndex: withoutIndex})
 	if err != nil {
 		b.Fatal(err)
 	}

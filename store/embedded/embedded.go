@@ -1,4 +1,9 @@
-package store
+// Package embedded runs FerretDB, a MongoDB wire-protocol server on SQLite files, in
+// this process: the store of `crmsync serve` when MONGODB_URI is unset, of
+// `crmsync store-server`, and of the tests. It is a package of its own because it
+// is large (FerretDB and a pure-Go SQLite), and code that only uses the store's
+// types should not carry it.
+package embedded
 
 import (
 	"cmp"
@@ -12,8 +17,8 @@ import (
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
 
-// EmbeddedConfig configures the in-process MongoDB-compatible server.
-type EmbeddedConfig struct {
+// Config configures the in-process MongoDB-compatible server.
+type Config struct {
 	// Addr is the TCP address to listen on; "127.0.0.1:0" (the default) picks a free port.
 	Addr string
 	// DataDir holds the SQLite files, one per database; it is created when missing.
@@ -25,21 +30,21 @@ type EmbeddedConfig struct {
 	WithoutIDIndex bool
 }
 
-// Embedded is a FerretDB server running in this process, speaking the MongoDB wire
+// Server is a FerretDB server running in this process, speaking the MongoDB wire
 // protocol over TCP so that the official driver (and other processes) can use it.
-type Embedded struct {
+type Server struct {
 	uri     string
 	dir     string
 	cancel  context.CancelFunc
 	done    chan struct{}
 	indexer *idIndexer
-	// withoutIndex is EmbeddedConfig.WithoutIDIndex.
+	// withoutIndex is Config.WithoutIDIndex.
 	withoutIndex bool
 }
 
-// StartEmbedded starts FerretDB on SQLite files under cfg.DataDir and returns once it
+// Start starts FerretDB on SQLite files under cfg.DataDir and returns once it
 // accepts connections.
-func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("start embedded store: DataDir is required")
 	}
@@ -64,7 +69,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("start embedded store: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e := &Embedded{dir: dir, cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: dir, logger: logger}, withoutIndex: cfg.WithoutIDIndex}
+	e := &Server{dir: dir, cancel: cancel, done: make(chan struct{}), indexer: &idIndexer{dir: dir, logger: logger}, withoutIndex: cfg.WithoutIDIndex}
 	indexed := make(chan struct{})
 	go func() {
 		defer close(e.done)
@@ -83,11 +88,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 }
 
 // URI is the mongodb:// address of the running server.
-func (e *Embedded) URI() string { return e.uri }
+func (e *Server) URI() string { return e.uri }
 
 // IndexNow adds the _id index (see sqliteindex.go) to tables created since the last
 // pass, without waiting for the next one.
-func (e *Embedded) IndexNow(ctx context.Context) error {
+func (e *Server) IndexNow(ctx context.Context) error {
 	if e.withoutIndex {
 		return nil
 	}
@@ -95,7 +100,7 @@ func (e *Embedded) IndexNow(ctx context.Context) error {
 }
 
 // Stop closes the listener and every connection, then the SQLite files.
-func (e *Embedded) Stop() {
+func (e *Server) Stop() {
 	e.cancel()
 	<-e.done
 }
