@@ -58,3 +58,17 @@ func nilIfNotFound[T any](v *T, err error) (*T, error) {
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// inboxStatus maps an API status to the inbox's; "" for SKIPPED, which the inbox
+// does not record.
+func inboxStatus(s model.SyncStatus) store.InboxStatus {
+	switch s {
+	case model.SyncStatusPending:
+		return store.InboxPending
+	case model.SyncStatusApplied:
+		return store.InboxProcessed
+	case model.SyncStatusFailed:
+		return store.InboxFailed
+	}
+	return ""
+}

@@ -2,7 +2,11 @@ package graph
 
 import (
 	"encoding/base64"
+	"strconv"
 	"strings"
+	"time"
+
+	"crmsync/store"
 )
 
 // MaxPageSize is the largest `first` a connection field accepts.
@@ -39,4 +43,21 @@ func decodeCursor(after *string) (string, error) {
 		return "", &Error{Code: CodeBadUserInput, Message: "after is not a cursor of this list", Field: "after"}
 	}
 	return strings.TrimPrefix(string(b), cursorPrefix), nil
+}
+
+func encodeEventCursor(ev *store.InboxEvent) string {
+	return encodeCursor(strconv.FormatInt(ev.ReceivedAt.UnixNano(), 10) + "|" + ev.ID)
+}
+
+func decodeEventCursor(after *string) (store.EventPosition, error) {
+	raw, err := decodeCursor(after)
+	if err != nil || raw == "" {
+		return store.EventPosition{}, err
+	}
+	ns, id, ok := strings.Cut(raw, "|")
+	n, perr := strconv.ParseInt(ns, 10, 64)
+	if !ok || perr != nil || id == "" {
+		return store.EventPosition{}, &Error{Code: CodeBadUserInput, Message: "after is not a cursor of this list", Field: "after"}
+	}
+	return store.EventPosition{At: time.Unix(0, n).UTC(), ID: id}, nil
 }

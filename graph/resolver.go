@@ -5,11 +5,22 @@ package graph
 //go:generate sh -c "cd .. && go tool gqlgen generate"
 
 import (
+	"context"
+	"log/slog"
+
+	"crmsync/queue"
 	"crmsync/store"
 )
+
+// Publisher hands events to the engine again (replay).
+type Publisher interface {
+	Publish(ctx context.Context, entries ...queue.Entry) error
+}
 
 // Resolver holds what resolvers need; it is wiring only.
 type Resolver struct {
 	Store     *store.Store
+	Publisher Publisher
 	PublicURL string
+	Logger    *slog.Logger
 }

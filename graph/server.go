@@ -27,6 +27,8 @@ type Config struct {
 	Store *store.Store
 	// Verifier checks bearer tokens; required.
 	Verifier *auth.Verifier
+	// Publisher re-queues replayed events; required.
+	Publisher Publisher
 	// PublicURL is how others reach this service (CRMSYNC_PUBLIC_URL), for URLs the
 	// API hands out.
 	PublicURL string
@@ -52,7 +54,7 @@ func NewHandler(cfg Config) http.Handler {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 
 	schema := generated.NewExecutableSchema(generated.Config{
-		Resolvers:  &Resolver{Store: cfg.Store, PublicURL: cfg.PublicURL},
+		Resolvers:  &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
 		Directives: generated.DirectiveRoot{HasRole: hasRole},
 		Complexity: complexity(),
 	})

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"crmsync/auth"
 	"crmsync/graph"
+	"crmsync/queue"
 	"crmsync/store"
 	"crmsync/store/storetest"
 )
@@ -22,7 +25,20 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 
 var secret = []byte("graph-test-secret-graph-test-secret")
 
+type fakePublisher struct {
+	mu      sync.Mutex
+	entries []queue.Entry
+}
+
+func (p *fakePublisher) Publish(_ context.Context, entries ...queue.Entry) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.entries = append(p.entries, entries...)
+	return nil
+}
+
 type bundle struct {
+	pub   *fakePublisher
 	srv   *httptest.Server
 	store *store.Store
 	conn  *store.Connection
@@ -37,7 +53,8 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
+	pub := &fakePublisher{}
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: pub, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	conn, err := st.CreateConnection(ctx, "acme", store.ConnectionInput{
@@ -58,7 +75,7 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{srv: srv, store: st, conn: conn, group: g, sub: sub}
+	return &bundle{srv: srv, store: st, conn: conn, group: g, sub: sub, pub: pub}
 }
 
 type result struct {
@@ -144,6 +161,9 @@ func TestAuthMatrix(t *testing.T) {
 		"subscriberByEmail":     {`query($g: ID!) { subscriberByEmail(groupId: $g, email: "a@example.com") { id } }`, "viewer", true},
 		"createSubscriberGroup": {`mutation { createSubscriberGroup(input: {name: "G"}) { id } }`, "editor", false},
 		"upsertSubscribers":     {`mutation($g: ID!) { upsertSubscribers(groupId: $g, subscribers: [{email: "b@example.com"}]) { created updated } }`, "editor", true},
+		"syncEvents":            {`{ syncEvents { totalCount } }`, "viewer", false},
+		"ingestStats":           {`query($c: ID!) { ingestStats(connectionId: $c) { processed } }`, "viewer", true},
+		"replayEvents":          {`mutation { replayEvents }`, "admin", false},
 		"createConnection": {`mutation { createConnection(input: {name: "X", organizationUrl: "https://x.crm.dynamics.com", recipientType: LEAD,
 			webhookAuth: {mode: HTTP_HEADER, name: "x-key", value: "0123456789abcdef!"}}) { id } }`, "admin", false},
 	}
@@ -262,5 +282,97 @@ func TestSubscribersPaging(t *testing.T) {
 	}
 	if strings.Join(seen, ",") != "a@example.com,b@example.com,c@example.com,d@example.com" {
 		t.Errorf("paged through %v", seen)
+	}
+}
+
+func TestSyncEventsAndReplay(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	admin := token(t, claims("acme", "admin", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	base := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	var evs []*store.InboxEvent
+	for i := range 5 {
+		evs = append(evs, &store.InboxEvent{ID: fmt.Sprintf("ev%d", i), Tenant: "acme", ConnectionID: b.conn.ID, Message: "Update",
+			Entity: "contact", RecordID: fmt.Sprintf("row%d", i%2), Stage: 40, Body: "{}", ReceivedAt: base.Add(time.Duration(i) * time.Minute)})
+	}
+	evs = append(evs, &store.InboxEvent{ID: "other", Tenant: "globex", ConnectionID: "x", Message: "Create", Entity: "contact", RecordID: "row0", Body: "{}", ReceivedAt: base})
+	if _, err := b.store.AddInboxEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ev1", "ev3"} {
+		if err := b.store.FinishInboxEvent(ctx, id, store.InboxFailed, 5, "CRM said no"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.store.FinishInboxEvent(ctx, "ev0", store.InboxProcessed, 1, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	type page struct {
+		TotalCount int
+		PageInfo   struct {
+			HasNextPage bool
+			EndCursor   string
+		}
+		Edges []struct {
+			Node struct {
+				ID, Status, Direction, RecordID string
+				Detail                          *string
+			}
+		}
+	}
+	list := func(vars map[string]any) page {
+		r := b.do(t, admin, `query($r: ID, $s: SyncStatus, $f: Int, $a: String) { syncEvents(recordId: $r, status: $s, first: $f, after: $a) {
+			totalCount pageInfo { hasNextPage endCursor } edges { node { id status direction recordId detail } } } }`, vars)
+		var p page
+		if err := json.Unmarshal(r.Data["syncEvents"], &p); err != nil || r.code() != "" {
+			t.Fatalf("syncEvents %v: %v %+v", vars, err, r.Errors)
+		}
+		return p
+	}
+	// Newest first, paged, only this tenant's.
+	var ids []string
+	after := ""
+	for range 5 {
+		p := list(map[string]any{"f": 2, "a": after})
+		if p.TotalCount != 5 {
+			t.Errorf("totalCount = %d", p.TotalCount)
+		}
+		for _, e := range p.Edges {
+			ids = append(ids, e.Node.ID)
+		}
+		if !p.PageInfo.HasNextPage {
+			break
+		}
+		after = p.PageInfo.EndCursor
+	}
+	if strings.Join(ids, ",") != "ev4,ev3,ev2,ev1,ev0" {
+		t.Errorf("paged %v", ids)
+	}
+	failed := list(map[string]any{"s": "FAILED"})
+	if failed.TotalCount != 2 || failed.Edges[0].Node.ID != "ev3" || failed.Edges[0].Node.Detail == nil || *failed.Edges[0].Node.Detail != "CRM said no" ||
+		failed.Edges[0].Node.Direction != "CRM_TO_EMS" {
+		t.Errorf("failed = %+v", failed)
+	}
+	if p := list(map[string]any{"r": "row0", "s": "APPLIED"}); p.TotalCount != 1 || p.Edges[0].Node.ID != "ev0" {
+		t.Errorf("row0 applied = %+v", p)
+	}
+
+	r := b.do(t, admin, `mutation { replayEvents }`, nil)
+	if r.code() != "" || string(r.Data["replayEvents"]) != "2" {
+		t.Fatalf("replay: %s %+v", r.Data["replayEvents"], r.Errors)
+	}
+	if len(b.pub.entries) != 2 {
+		t.Errorf("published %+v", b.pub.entries)
+	}
+	if p := list(map[string]any{"s": "FAILED"}); p.TotalCount != 0 {
+		t.Errorf("after replay %d failed", p.TotalCount)
+	}
+	if p := list(map[string]any{"s": "PENDING"}); p.TotalCount != 4 {
+		t.Errorf("after replay %d pending, want 4", p.TotalCount)
+	}
+	if r := b.do(t, admin, `{ syncEvents(after: "bm9wZQ") { totalCount } }`, nil); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("bad cursor: %+v", r.Errors)
 	}
 }

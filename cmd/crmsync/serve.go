@@ -107,7 +107,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
+		Store: st, Verifier: verifier, Publisher: stream, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))
 	if !cfg.Production {
 		mux.Handle("GET /graphiql", graph.GraphiQLHandler())

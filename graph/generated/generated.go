@@ -36,6 +36,7 @@ type ResolverRoot interface {
 	Query() QueryResolver
 	Subscriber() SubscriberResolver
 	SubscriberGroup() SubscriberGroupResolver
+	SyncEvent() SyncEventResolver
 }
 
 type DirectiveRoot struct {
@@ -101,6 +102,7 @@ type ComplexityRoot struct {
 	Mutation struct {
 		CreateConnection      func(childComplexity int, input model.CreateConnectionInput) int
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
+		ReplayEvents          func(childComplexity int, recordID *string, status *model.SyncStatus) int
 		UpsertSubscribers     func(childComplexity int, groupID string, subscribers []*model.SubscriberInput) int
 	}
 
@@ -116,6 +118,7 @@ type ComplexityRoot struct {
 		Subscriber        func(childComplexity int, id string) int
 		SubscriberByEmail func(childComplexity int, groupID string, email string) int
 		SubscriberGroup   func(childComplexity int, id string) int
+		SyncEvents        func(childComplexity int, recordID *string, status *model.SyncStatus, first *int, after *string) int
 	}
 
 	RejectedSubscriber struct {
@@ -157,6 +160,28 @@ type ComplexityRoot struct {
 		Subscribers     func(childComplexity int, first *int, after *string) int
 	}
 
+	SyncEvent struct {
+		At        func(childComplexity int) int
+		Detail    func(childComplexity int) int
+		Direction func(childComplexity int) int
+		Entity    func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Message   func(childComplexity int) int
+		RecordID  func(childComplexity int) int
+		Status    func(childComplexity int) int
+	}
+
+	SyncEventConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SyncEventEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	UpsertSubscribersPayload struct {
 		Created  func(childComplexity int) int
 		Merged   func(childComplexity int) int
@@ -192,6 +217,7 @@ type MutationResolver interface {
 	CreateConnection(ctx context.Context, input model.CreateConnectionInput) (*store.Connection, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
 	UpsertSubscribers(ctx context.Context, groupID string, subscribers []*model.SubscriberInput) (*store.UpsertResult, error)
+	ReplayEvents(ctx context.Context, recordID *string, status *model.SyncStatus) (int, error)
 }
 type QueryResolver interface {
 	Connection(ctx context.Context, id string) (*store.Connection, error)
@@ -200,6 +226,7 @@ type QueryResolver interface {
 	IngestStats(ctx context.Context, connectionID string) (*store.IngestStats, error)
 	Subscriber(ctx context.Context, id string) (*store.Subscriber, error)
 	SubscriberByEmail(ctx context.Context, groupID string, email string) (*store.Subscriber, error)
+	SyncEvents(ctx context.Context, recordID *string, status *model.SyncStatus, first *int, after *string) (*model.SyncEventConnection, error)
 }
 type SubscriberResolver interface {
 	Group(ctx context.Context, obj *store.Subscriber) (*store.Group, error)
@@ -210,6 +237,13 @@ type SubscriberGroupResolver interface {
 	LinkedLists(ctx context.Context, obj *store.Group) ([]*model.MarketingList, error)
 	SubscriberCount(ctx context.Context, obj *store.Group) (int, error)
 	Subscribers(ctx context.Context, obj *store.Group, first *int, after *string) (*model.SubscriberConnection, error)
+}
+type SyncEventResolver interface {
+	At(ctx context.Context, obj *store.InboxEvent) (*time.Time, error)
+	Direction(ctx context.Context, obj *store.InboxEvent) (model.SyncDirection, error)
+
+	Status(ctx context.Context, obj *store.InboxEvent) (model.SyncStatus, error)
+	Detail(ctx context.Context, obj *store.InboxEvent) (*string, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -497,6 +531,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateSubscriberGroup(childComplexity, args["input"].(model.CreateSubscriberGroupInput)), true
+	case "Mutation.replayEvents":
+		if e.ComplexityRoot.Mutation.ReplayEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_replayEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReplayEvents(childComplexity, args["recordId"].(*string), args["status"].(*model.SyncStatus)), true
 	case "Mutation.upsertSubscribers":
 		if e.ComplexityRoot.Mutation.UpsertSubscribers == nil {
 			break
@@ -584,6 +629,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SubscriberGroup(childComplexity, args["id"].(string)), true
+	case "Query.syncEvents":
+		if e.ComplexityRoot.Query.SyncEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncEvents(childComplexity, args["recordId"].(*string), args["status"].(*model.SyncStatus), args["first"].(*int), args["after"].(*string)), true
 
 	case "RejectedSubscriber.email":
 		if e.ComplexityRoot.RejectedSubscriber.Email == nil {
@@ -738,6 +794,87 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SubscriberGroup.Subscribers(childComplexity, args["first"].(*int), args["after"].(*string)), true
+
+	case "SyncEvent.at":
+		if e.ComplexityRoot.SyncEvent.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.At(childComplexity), true
+	case "SyncEvent.detail":
+		if e.ComplexityRoot.SyncEvent.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.Detail(childComplexity), true
+	case "SyncEvent.direction":
+		if e.ComplexityRoot.SyncEvent.Direction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.Direction(childComplexity), true
+	case "SyncEvent.entity":
+		if e.ComplexityRoot.SyncEvent.Entity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.Entity(childComplexity), true
+	case "SyncEvent.id":
+		if e.ComplexityRoot.SyncEvent.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.ID(childComplexity), true
+	case "SyncEvent.message":
+		if e.ComplexityRoot.SyncEvent.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.Message(childComplexity), true
+	case "SyncEvent.recordId":
+		if e.ComplexityRoot.SyncEvent.RecordID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.RecordID(childComplexity), true
+	case "SyncEvent.status":
+		if e.ComplexityRoot.SyncEvent.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEvent.Status(childComplexity), true
+
+	case "SyncEventConnection.edges":
+		if e.ComplexityRoot.SyncEventConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEventConnection.Edges(childComplexity), true
+	case "SyncEventConnection.pageInfo":
+		if e.ComplexityRoot.SyncEventConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEventConnection.PageInfo(childComplexity), true
+	case "SyncEventConnection.totalCount":
+		if e.ComplexityRoot.SyncEventConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEventConnection.TotalCount(childComplexity), true
+
+	case "SyncEventEdge.cursor":
+		if e.ComplexityRoot.SyncEventEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEventEdge.Cursor(childComplexity), true
+	case "SyncEventEdge.node":
+		if e.ComplexityRoot.SyncEventEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncEventEdge.Node(childComplexity), true
 
 	case "UpsertSubscribersPayload.created":
 		if e.ComplexityRoot.UpsertSubscribersPayload.Created == nil {
@@ -1065,6 +1202,36 @@ extend type Mutation {
   upsertSubscribers(groupId: ID!, subscribers: [SubscriberInput!]!): UpsertSubscribersPayload! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
+	{Name: "../../schema/syncevent.graphqls", Input: `# Sync events: what crmsync did with each change, per record, and the replay of
+# those that failed.
+
+enum SyncDirection { CRM_TO_EMS EMS_TO_CRM }
+enum SyncStatus { PENDING APPLIED SKIPPED FAILED }
+
+type SyncEvent {
+  id: ID!
+  at: Time!
+  direction: SyncDirection!
+  message: String!
+  entity: String!
+  recordId: ID
+  status: SyncStatus!
+  detail: String
+}
+
+type SyncEventConnection { edges: [SyncEventEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type SyncEventEdge { cursor: String! node: SyncEvent! }
+
+extend type Query {
+  "Newest first. recordId is a CRM row id; status filters by outcome (FAILED: the dead letters)."
+  syncEvents(recordId: ID, status: SyncStatus, first: Int = 50, after: String): SyncEventConnection! @hasRole(role: VIEWER)
+}
+
+extend type Mutation {
+  "Re-queues the matching events (default: the failed ones) and answers how many."
+  replayEvents(recordId: ID, status: SyncStatus = FAILED): Int! @hasRole(role: ADMIN)
+}
+`, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
 
@@ -1270,6 +1437,50 @@ func (ec *executionContext) childFields_SubscriberGroup(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type SubscriberGroup", field.Name)
 }
 
+func (ec *executionContext) childFields_SyncEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_SyncEvent_id(ctx, field)
+	case "at":
+		return ec.fieldContext_SyncEvent_at(ctx, field)
+	case "direction":
+		return ec.fieldContext_SyncEvent_direction(ctx, field)
+	case "message":
+		return ec.fieldContext_SyncEvent_message(ctx, field)
+	case "entity":
+		return ec.fieldContext_SyncEvent_entity(ctx, field)
+	case "recordId":
+		return ec.fieldContext_SyncEvent_recordId(ctx, field)
+	case "status":
+		return ec.fieldContext_SyncEvent_status(ctx, field)
+	case "detail":
+		return ec.fieldContext_SyncEvent_detail(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncEventConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SyncEventConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SyncEventConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SyncEventConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncEventConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncEventEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SyncEventEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SyncEventEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncEventEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_UpsertSubscribersPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "created":
@@ -1460,6 +1671,28 @@ func (ec *executionContext) field_Mutation_createSubscriberGroup_args(ctx contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_replayEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "recordId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["recordId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*model.SyncStatus, error) {
+			return ec.unmarshalOSyncStatus2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_upsertSubscribers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1571,6 +1804,44 @@ func (ec *executionContext) field_Query_subscriber_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_syncEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "recordId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["recordId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*model.SyncStatus, error) {
+			return ec.unmarshalOSyncStatus2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg3
 	return args, nil
 }
 
@@ -2803,6 +3074,68 @@ func (ec *executionContext) fieldContext_Mutation_upsertSubscribers(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_replayEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_replayEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReplayEvents(ctx, fc.Args["recordId"].(*string), fc.Args["status"].(*model.SyncStatus))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_replayEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Int does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_replayEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3203,6 +3536,68 @@ func (ec *executionContext) fieldContext_Query_subscriberByEmail(ctx context.Con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_subscriberByEmail_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_syncEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SyncEvents(ctx, fc.Args["recordId"].(*string), fc.Args["status"].(*model.SyncStatus), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.SyncEventConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.SyncEventConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncEventConnection) graphql.Marshaler {
+			return ec.marshalNSyncEventConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSyncEventConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncEventConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_syncEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -3917,6 +4312,332 @@ func (ec *executionContext) fieldContext_SubscriberGroup_subscribers(ctx context
 	if fc.Args, err = ec.field_SubscriberGroup_subscribers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncEvent_id(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncEvent_at(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncEvent().At(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, true, true, "Time")
+}
+
+func (ec *executionContext) _SyncEvent_direction(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_direction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncEvent().Direction(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SyncDirection) graphql.Marshaler {
+			return ec.marshalNSyncDirection2crmsyncᚋgraphᚋmodelᚐSyncDirection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_direction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, true, true, "SyncDirection")
+}
+
+func (ec *executionContext) _SyncEvent_message(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncEvent_entity(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_entity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Entity, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_entity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncEvent_recordId(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_recordId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOID2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_recordId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncEvent_status(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncEvent().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SyncStatus) graphql.Marshaler {
+			return ec.marshalNSyncStatus2crmsyncᚋgraphᚋmodelᚐSyncStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, true, true, "SyncStatus")
+}
+
+func (ec *executionContext) _SyncEvent_detail(ctx context.Context, field graphql.CollectedField, obj *store.InboxEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEvent_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncEvent().Detail(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEvent_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEvent", field, true, true, "String")
+}
+
+func (ec *executionContext) _SyncEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SyncEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEventConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SyncEventEdge) graphql.Marshaler {
+			return ec.marshalNSyncEventEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncEventEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEventConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncEventEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncEventConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.SyncEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEventConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEventConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncEventConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.SyncEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEventConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEventConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEventConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncEventEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SyncEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEventEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEventEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncEventEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncEventEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.SyncEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncEventEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.InboxEvent) graphql.Marshaler {
+			return ec.marshalNSyncEvent2ᚖcrmsyncᚋstoreᚐInboxEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncEventEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncEventEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncEvent(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -5942,6 +6663,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "replayEvents":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_replayEvents(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6051,6 +6779,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_subscriberByEmail(ctx, field)
+				})
+		case "syncEvents":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncEvents(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -6331,6 +7065,159 @@ func (ec *executionContext) _SubscriberGroup(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._SubscriberGroup_subscribers(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncEventImplementors = []string{"SyncEvent"}
+
+func (ec *executionContext) _SyncEvent(ctx context.Context, sel ast.SelectionSet, obj *store.InboxEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncEvent")
+		case "id":
+			out.Values[i] = ec._SyncEvent_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "at":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncEvent_at(ctx, field, obj)
+				})
+		case "direction":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncEvent_direction(ctx, field, obj)
+				})
+		case "message":
+			out.Values[i] = ec._SyncEvent_message(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "entity":
+			out.Values[i] = ec._SyncEvent_entity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "recordId":
+			out.Values[i] = ec._SyncEvent_recordId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncEvent_status(ctx, field, obj)
+				})
+		case "detail":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncEvent_detail(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncEventConnectionImplementors = []string{"SyncEventConnection"}
+
+func (ec *executionContext) _SyncEventConnection(ctx context.Context, sel ast.SelectionSet, obj *model.SyncEventConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncEventConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncEventConnection")
+		case "edges":
+			out.Values[i] = ec._SyncEventConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SyncEventConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SyncEventConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncEventEdgeImplementors = []string{"SyncEventEdge"}
+
+func (ec *executionContext) _SyncEventEdge(ctx context.Context, sel ast.SelectionSet, obj *model.SyncEventEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncEventEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncEventEdge")
+		case "cursor":
+			out.Values[i] = ec._SyncEventEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SyncEventEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7246,6 +8133,66 @@ var (
 	}
 )
 
+func (ec *executionContext) unmarshalNSyncDirection2crmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, v any) (model.SyncDirection, error) {
+	var res model.SyncDirection
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSyncDirection2crmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, sel ast.SelectionSet, v model.SyncDirection) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNSyncEvent2ᚖcrmsyncᚋstoreᚐInboxEvent(ctx context.Context, sel ast.SelectionSet, v *store.InboxEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncEvent!")
+		return graphql.Null
+	}
+	return ec._SyncEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncEventConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSyncEventConnection(ctx context.Context, sel ast.SelectionSet, v *model.SyncEventConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncEventConnection!")
+		return graphql.Null
+	}
+	return ec._SyncEventConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncEventEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncEventEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SyncEventEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSyncEventEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSyncEventEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSyncEventEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSyncEventEdge(ctx context.Context, sel ast.SelectionSet, v *model.SyncEventEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncEventEdge!")
+		return graphql.Null
+	}
+	return ec._SyncEventEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSyncStatus2crmsyncᚋgraphᚋmodelᚐSyncStatus(ctx context.Context, v any) (model.SyncStatus, error) {
+	var res model.SyncStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSyncStatus2crmsyncᚋgraphᚋmodelᚐSyncStatus(ctx context.Context, sel ast.SelectionSet, v model.SyncStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7254,6 +8201,24 @@ func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v an
 func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel ast.SelectionSet, v time.Time) graphql.Marshaler {
 	_ = sel
 	res := graphql.MarshalTime(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Time!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalTime(*v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
@@ -7487,6 +8452,18 @@ func (ec *executionContext) marshalOCrmRecordRef2ᚖcrmsyncᚋstoreᚐCRMRecordR
 	return ec._CrmRecordRef(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOID2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalID(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOID2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalID(v)
+	return res
+}
+
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -7613,6 +8590,22 @@ func (ec *executionContext) unmarshalOSyncInterval2ᚖcrmsyncᚋgraphᚋmodelᚐ
 }
 
 func (ec *executionContext) marshalOSyncInterval2ᚖcrmsyncᚋgraphᚋmodelᚐSyncInterval(ctx context.Context, sel ast.SelectionSet, v *model.SyncInterval) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOSyncStatus2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStatus(ctx context.Context, v any) (*model.SyncStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.SyncStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOSyncStatus2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStatus(ctx context.Context, sel ast.SelectionSet, v *model.SyncStatus) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

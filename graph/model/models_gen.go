@@ -76,6 +76,17 @@ type SubscriberInput struct {
 	SubscriptionState *store.SubscriptionState `json:"subscriptionState,omitempty"`
 }
 
+type SyncEventConnection struct {
+	Edges      []*SyncEventEdge `json:"edges"`
+	PageInfo   *PageInfo        `json:"pageInfo"`
+	TotalCount int              `json:"totalCount"`
+}
+
+type SyncEventEdge struct {
+	Cursor string            `json:"cursor"`
+	Node   *store.InboxEvent `json:"node"`
+}
+
 type WebhookAuthInput struct {
 	Mode  store.WebhookAuthMode `json:"mode"`
 	Name  *string               `json:"name,omitempty"`
@@ -195,6 +206,61 @@ func (e Role) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+type SyncDirection string
+
+const (
+	SyncDirectionCrmToEms SyncDirection = "CRM_TO_EMS"
+	SyncDirectionEmsToCrm SyncDirection = "EMS_TO_CRM"
+)
+
+var AllSyncDirection = []SyncDirection{
+	SyncDirectionCrmToEms,
+	SyncDirectionEmsToCrm,
+}
+
+func (e SyncDirection) IsValid() bool {
+	switch e {
+	case SyncDirectionCrmToEms, SyncDirectionEmsToCrm:
+		return true
+	}
+	return false
+}
+
+func (e SyncDirection) String() string {
+	return string(e)
+}
+
+func (e *SyncDirection) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SyncDirection(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SyncDirection", str)
+	}
+	return nil
+}
+
+func (e SyncDirection) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SyncDirection) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SyncDirection) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 type SyncInterval string
 
 const (
@@ -249,6 +315,65 @@ func (e *SyncInterval) UnmarshalJSON(b []byte) error {
 }
 
 func (e SyncInterval) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type SyncStatus string
+
+const (
+	SyncStatusPending SyncStatus = "PENDING"
+	SyncStatusApplied SyncStatus = "APPLIED"
+	SyncStatusSkipped SyncStatus = "SKIPPED"
+	SyncStatusFailed  SyncStatus = "FAILED"
+)
+
+var AllSyncStatus = []SyncStatus{
+	SyncStatusPending,
+	SyncStatusApplied,
+	SyncStatusSkipped,
+	SyncStatusFailed,
+}
+
+func (e SyncStatus) IsValid() bool {
+	switch e {
+	case SyncStatusPending, SyncStatusApplied, SyncStatusSkipped, SyncStatusFailed:
+		return true
+	}
+	return false
+}
+
+func (e SyncStatus) String() string {
+	return string(e)
+}
+
+func (e *SyncStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SyncStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SyncStatus", str)
+	}
+	return nil
+}
+
+func (e SyncStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SyncStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SyncStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
