@@ -28,6 +28,22 @@ func (r *mutationResolver) CreateConnection(ctx context.Context, input model.Cre
 	return r.Store.CreateConnection(ctx, c.Tenant, connectionInput(input))
 }
 
+func (r *mutationResolver) UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	up := store.ConnectionUpdate{
+		Name: input.Name, OwnerLogin: input.OwnerLogin, ReactivateRecords: input.ReactivateRecords,
+		Bidirectional: input.Bidirectional, DefaultLanguage: input.DefaultLanguage, RecipientType: input.RecipientType,
+		ClientSecret: input.ClientSecret, ReactionSecret: input.ReactionSecret,
+	}
+	if a := input.WebhookAuth; a != nil {
+		up.WebhookAuth = &store.WebhookAuthUpdate{Mode: a.Mode, Name: deref(a.Name), Value: a.Value}
+	}
+	return r.Store.UpdateConnection(ctx, c.Tenant, id, up)
+}
+
 func (r *queryResolver) Connection(ctx context.Context, id string) (*store.Connection, error) {
 	c, err := caller(ctx)
 	if err != nil {

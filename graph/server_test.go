@@ -223,6 +223,7 @@ func TestErrorCodes(t *testing.T) {
 		{"crmSync without connection", `mutation { createSubscriberGroup(input: {name: "G", crmSync: true}) { id } }`, nil, "BAD_USER_INPUT", "crmSync"},
 		{"fields not an object", `mutation($g: ID!) { upsertSubscribers(groupId: $g, subscribers: [{email: "x@example.com", fields: "x"}]) { created } }`, map[string]any{"g": b.group.ID}, "BAD_USER_INPUT", ""},
 		{"unknown id", `{ subscriber(id: "nope") { id } }`, nil, "NOT_FOUND", ""},
+		{"recipient type is set once", `mutation($c: ID!) { updateConnection(id: $c, input: {recipientType: LEAD}) { id } }`, map[string]any{"c": b.conn.ID}, "CONFLICT", "recipientType"},
 		{"complexity", `query($g: ID!) { subscriberGroup(id: $g) { subscribers(first: 400) { edges { node { id email language group { name } } } } } }`, map[string]any{"g": b.group.ID}, "COMPLEXITY_LIMIT_EXCEEDED", ""},
 	}
 	for _, tt := range tests {

@@ -125,9 +125,117 @@ func (s *Store) webhookAuth(mode WebhookAuthMode, name, value string) (WebhookAu
 	return WebhookAuth{Mode: mode, Name: name, Value: s.sealer.seal(value)}, nil
 }
 
-// WebhookSecret opens the connection's sealed webhook key for comparison.
-func (s *Store) WebhookSecret(c *Connection) (string, error) {
-	return s.sealer.open(c.WebhookAuth.Value)
+// WebhookCredential is a credential a webhook call may present now, opened for
+// comparison.
+type WebhookCredential struct {
+	Mode   WebhookAuthMode
+	Name   string
+	Secret string
+}
+
+// WebhookCredentials lists the credentials that authenticate a connection's webhook
+// calls now: the current one, and the one a rotation replaced while its grace lasts.
+func (s *Store) WebhookCredentials(c *Connection) ([]WebhookCredential, error) {
+	auths := []WebhookAuth{c.WebhookAuth}
+	if p := c.PreviousWebhookAuth; p != nil && p.ValidUntil != nil && s.now().Before(*p.ValidUntil) {
+		auths = append(auths, *p)
+	}
+	out := make([]WebhookCredential, 0, len(auths))
+	for _, a := range auths {
+		secret, err := s.sealer.open(a.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, WebhookCredential{Mode: a.Mode, Name: a.Name, Secret: secret})
+	}
+	return out, nil
+}
+
+// ConnectionUpdate is a partial change of a connection: nil fields stay as they are.
+type ConnectionUpdate struct {
+	Name              *string
+	OwnerLogin        *string
+	ReactivateRecords *bool
+	Bidirectional     *bool
+	DefaultLanguage   *string
+	RecipientType     *RecipientType
+	ClientSecret      *string
+	// WebhookAuth replaces the webhook credential; the old one keeps working for
+	// the key grace period.
+	WebhookAuth    *WebhookAuthUpdate
+	ReactionSecret *string
+}
+
+// WebhookAuthUpdate is a new webhook credential in plain text.
+type WebhookAuthUpdate struct {
+	Mode  WebhookAuthMode
+	Name  string
+	Value string
+}
+
+// UpdateConnection applies a partial change. The recipient type is set once: the
+// same value again is fine, another one is a conflict.
+func (s *Store) UpdateConnection(ctx context.Context, tenant, id string, in ConnectionUpdate) (*Connection, error) {
+	c, err := s.Connection(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if in.Name != nil {
+		if c.Name = strings.TrimSpace(*in.Name); c.Name == "" {
+			return nil, invalid("name", "must not be empty")
+		}
+	}
+	if in.OwnerLogin != nil {
+		c.OwnerLogin = in.OwnerLogin
+		if strings.TrimSpace(*in.OwnerLogin) == "" {
+			c.OwnerLogin = nil
+		}
+	}
+	if in.ReactivateRecords != nil {
+		c.ReactivateRecords = *in.ReactivateRecords
+	}
+	if in.Bidirectional != nil {
+		c.Bidirectional = *in.Bidirectional
+	}
+	if in.DefaultLanguage != nil {
+		lang := strings.ToLower(strings.TrimSpace(*in.DefaultLanguage))
+		if !languagePattern.MatchString(lang) {
+			return nil, invalid("defaultLanguage", "must be a two-letter ISO 639-1 code such as \"de\"")
+		}
+		c.DefaultLanguage = lang
+	}
+	if in.RecipientType != nil && *in.RecipientType != c.RecipientType {
+		return nil, &ConflictError{Field: "recipientType", Reason: "the recipient type is set once, when the connection is created (it is " + string(c.RecipientType) + ")"}
+	}
+	if in.ClientSecret != nil {
+		c.ClientSecret = nil
+		if *in.ClientSecret != "" {
+			c.ClientSecret = s.sealer.seal(*in.ClientSecret)
+		}
+	}
+	if in.ReactionSecret != nil {
+		c.ReactionSecret = nil
+		if *in.ReactionSecret != "" {
+			if err := validReactionSecret(*in.ReactionSecret); err != nil {
+				return nil, err
+			}
+			c.ReactionSecret = s.sealer.seal(*in.ReactionSecret)
+		}
+	}
+	if in.WebhookAuth != nil {
+		next, err := s.webhookAuth(in.WebhookAuth.Mode, in.WebhookAuth.Name, in.WebhookAuth.Value)
+		if err != nil {
+			return nil, err
+		}
+		prev := c.WebhookAuth
+		until := s.now().Add(s.keyGrace).UTC()
+		prev.ValidUntil = &until
+		c.WebhookAuth, c.PreviousWebhookAuth = next, &prev
+	}
+	if err := s.replaceByID(ctx, colConnections, c.ID, c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func validHTTPURL(field, raw string) (string, error) {

@@ -84,24 +84,27 @@ const (
 // Connection is one Dataverse organisation that a tenant syncs with. Secrets are kept
 // sealed (encrypted with CRMSYNC_SECRET_KEY) and never leave through the API.
 type Connection struct {
-	ID                string               `bson:"_id"`
-	Tenant            string               `bson:"tenant"`
-	Name              string               `bson:"name"`
-	OrganizationURL   string               `bson:"organizationUrl"`
-	TokenURL          string               `bson:"tokenUrl,omitempty"`
-	EntraTenantID     string               `bson:"entraTenantId,omitempty"`
-	ClientID          string               `bson:"clientId,omitempty"`
-	ClientSecret      []byte               `bson:"clientSecret,omitempty"`
-	WebhookAuth       WebhookAuth          `bson:"webhookAuth"`
-	RecipientType     RecipientType        `bson:"recipientType"`
-	OwnerLogin        *string              `bson:"ownerLogin,omitempty"`
-	ReactivateRecords bool                 `bson:"reactivateRecords"`
-	Bidirectional     bool                 `bson:"bidirectional"`
-	DefaultLanguage   string               `bson:"defaultLanguage"`
-	ReactionSecret    []byte               `bson:"reactionSecret,omitempty"`
-	FieldMappings     []FieldMapping       `bson:"fieldMappings"`
-	Registration      *WebhookRegistration `bson:"registration,omitempty"`
-	CreatedAt         time.Time            `bson:"createdAt"`
+	ID              string      `bson:"_id"`
+	Tenant          string      `bson:"tenant"`
+	Name            string      `bson:"name"`
+	OrganizationURL string      `bson:"organizationUrl"`
+	TokenURL        string      `bson:"tokenUrl,omitempty"`
+	EntraTenantID   string      `bson:"entraTenantId,omitempty"`
+	ClientID        string      `bson:"clientId,omitempty"`
+	ClientSecret    []byte      `bson:"clientSecret,omitempty"`
+	WebhookAuth     WebhookAuth `bson:"webhookAuth"`
+	// PreviousWebhookAuth is the credential a rotation replaced; it keeps working
+	// until its ValidUntil, so Dataverse can be switched over without losing calls.
+	PreviousWebhookAuth *WebhookAuth         `bson:"previousWebhookAuth,omitempty"`
+	RecipientType       RecipientType        `bson:"recipientType"`
+	OwnerLogin          *string              `bson:"ownerLogin,omitempty"`
+	ReactivateRecords   bool                 `bson:"reactivateRecords"`
+	Bidirectional       bool                 `bson:"bidirectional"`
+	DefaultLanguage     string               `bson:"defaultLanguage"`
+	ReactionSecret      []byte               `bson:"reactionSecret,omitempty"`
+	FieldMappings       []FieldMapping       `bson:"fieldMappings"`
+	Registration        *WebhookRegistration `bson:"registration,omitempty"`
+	CreatedAt           time.Time            `bson:"createdAt"`
 }
 
 // WebhookAuth is how a connection's webhook calls authenticate; Value is sealed.
@@ -109,6 +112,8 @@ type WebhookAuth struct {
 	Mode  WebhookAuthMode `bson:"mode"`
 	Name  string          `bson:"name,omitempty"`
 	Value []byte          `bson:"value"`
+	// ValidUntil is set on a replaced credential: when it stops working.
+	ValidUntil *time.Time `bson:"validUntil,omitempty"`
 }
 
 // WebhookRegistration is the outcome of registering crmsync's steps in Dataverse.

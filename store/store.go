@@ -26,8 +26,13 @@ type Config struct {
 	Database string
 	// SecretKey (32 bytes, CRMSYNC_SECRET_KEY) encrypts the secrets that connections keep.
 	SecretKey []byte
+	// KeyGrace is how long a replaced webhook key keeps working (CRMSYNC_KEY_GRACE);
+	// default 24h.
+	KeyGrace time.Duration
 	// Logger receives store diagnostics; default slog.Default().
 	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
 // Indexer is what the store needs of the embedded server: to index the tables of
@@ -42,6 +47,7 @@ type Store struct {
 	db       *mongo.Database
 	embedded Indexer
 	sealer   *sealer
+	keyGrace time.Duration
 	logger   *slog.Logger
 	now      func() time.Time
 }
@@ -66,7 +72,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	s := &Store{sealer: sl, embedded: cfg.Embedded, logger: logger, now: time.Now}
+	s := &Store{sealer: sl, embedded: cfg.Embedded, keyGrace: cfg.KeyGrace, logger: logger, now: time.Now}
+	if cfg.KeyGrace == 0 {
+		s.keyGrace = 24 * time.Hour
+	}
+	if cfg.Now != nil {
+		s.now = cfg.Now
+	}
 	uri := cfg.URI
 	if uri == "" {
 		return nil, errors.New("open store: URI is required")

@@ -39,8 +39,8 @@ func TestCreateConnection(t *testing.T) {
 	if string(c.WebhookAuth.Value) == "0123456789abcdef-key" {
 		t.Error("webhook key stored in plain text")
 	}
-	if got, err := s.WebhookSecret(c); err != nil || got != "0123456789abcdef-key" {
-		t.Errorf("WebhookSecret = %q, %v", got, err)
+	if got, err := s.WebhookCredentials(c); err != nil || len(got) != 1 || got[0].Secret != "0123456789abcdef-key" || got[0].Mode != store.WebhookKey {
+		t.Errorf("WebhookCredentials = %+v, %v", got, err)
 	}
 	got, err := s.Connection(ctx, "t1", c.ID)
 	if err != nil || got.Name != "Org" {
@@ -220,8 +220,8 @@ func TestEmbeddedPersistsAcrossRestart(t *testing.T) {
 	if err != nil || got.Name != c.Name {
 		t.Fatalf("after restart: %+v, %v", got, err)
 	}
-	if secret, err := s.WebhookSecret(got); err != nil || secret != "0123456789abcdef-key" {
-		t.Errorf("secret after restart: %q, %v", secret, err)
+	if creds, err := s.WebhookCredentials(got); err != nil || creds[0].Secret != "0123456789abcdef-key" {
+		t.Errorf("secret after restart: %+v, %v", creds, err)
 	}
 }
 
@@ -247,5 +247,69 @@ func TestAddInboxEventsReportsDuplicates(t *testing.T) {
 	pending, err := s.PendingInboxEvents(ctx, time.Now().Add(time.Minute), 10)
 	if err != nil || len(pending) != 4 || pending[0].PartitionKey() != "c|contact|a" {
 		t.Errorf("pending = %+v, %v", pending, err)
+	}
+}
+
+func TestUpdateConnectionRotatesKeyWithGrace(t *testing.T) {
+	t.Parallel()
+	cfg := storetest.Config(t)
+	now := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return now }
+	cfg.KeyGrace = time.Hour
+	s, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := context.Background()
+	c, err := s.CreateConnection(ctx, "t1", validConnection())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lang, name := "EN", "Renamed"
+	c, err = s.UpdateConnection(ctx, "t1", c.ID, store.ConnectionUpdate{
+		Name: &name, DefaultLanguage: &lang,
+		WebhookAuth: &store.WebhookAuthUpdate{Mode: store.WebhookHTTPHeader, Name: "x-crm-key", Value: "a-brand-new-key-0123"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "Renamed" || c.DefaultLanguage != "en" {
+		t.Errorf("updated = %+v", c)
+	}
+	secrets := func() []string {
+		got, _ := s.Connection(ctx, "t1", c.ID)
+		creds, err := s.WebhookCredentials(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, cr := range creds {
+			out = append(out, string(cr.Mode)+":"+cr.Name+":"+cr.Secret)
+		}
+		return out
+	}
+	if got := secrets(); len(got) != 2 || got[0] != "HTTP_HEADER:x-crm-key:a-brand-new-key-0123" || got[1] != "WEBHOOK_KEY::0123456789abcdef-key" {
+		t.Errorf("during the grace: %v", got)
+	}
+	now = now.Add(61 * time.Minute)
+	if got := secrets(); len(got) != 1 || got[0] != "HTTP_HEADER:x-crm-key:a-brand-new-key-0123" {
+		t.Errorf("after the grace: %v", got)
+	}
+
+	same, other := store.RecipientContact, store.RecipientLead
+	if _, err := s.UpdateConnection(ctx, "t1", c.ID, store.ConnectionUpdate{RecipientType: &same}); err != nil {
+		t.Errorf("same recipient type: %v", err)
+	}
+	if _, err := s.UpdateConnection(ctx, "t1", c.ID, store.ConnectionUpdate{RecipientType: &other}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("other recipient type: %v, want a conflict", err)
+	}
+	if _, err := s.UpdateConnection(ctx, "t2", c.ID, store.ConnectionUpdate{Name: &name}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("another tenant: %v", err)
+	}
+	short := &store.WebhookAuthUpdate{Mode: store.WebhookKey, Value: "short"}
+	var ie *store.InvalidError
+	if _, err := s.UpdateConnection(ctx, "t1", c.ID, store.ConnectionUpdate{WebhookAuth: short}); !errors.As(err, &ie) || ie.Field != "webhookAuth.value" {
+		t.Errorf("short key: %v", err)
 	}
 }

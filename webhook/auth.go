@@ -8,9 +8,21 @@ import (
 	"crmsync/store"
 )
 
-// authenticate checks the credential that the connection's service endpoint sends.
-// It fails closed: an unknown mode or an unreadable secret refuses the call.
-func authenticate(r *http.Request, auth store.WebhookAuth, secret string) bool {
+// authenticate checks the call against each credential valid now (the current one
+// and, during a rotation, the one it replaced). It fails closed: an unknown mode or
+// an empty secret matches nothing. Every credential is compared, so the time taken
+// does not tell which one matched.
+func authenticate(r *http.Request, creds []store.WebhookCredential) bool {
+	ok := false
+	for _, c := range creds {
+		if matches(r, c) {
+			ok = true
+		}
+	}
+	return ok
+}
+
+func matches(r *http.Request, auth store.WebhookCredential) bool {
 	var presented string
 	switch auth.Mode {
 	case store.WebhookKey:
@@ -22,7 +34,7 @@ func authenticate(r *http.Request, auth store.WebhookAuth, secret string) bool {
 	default:
 		return false
 	}
-	return presented != "" && secret != "" && equalConstantTime(presented, secret)
+	return presented != "" && auth.Secret != "" && equalConstantTime(presented, auth.Secret)
 }
 
 // equalConstantTime compares digests, so neither the content nor the length of the

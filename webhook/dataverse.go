@@ -16,7 +16,7 @@ import (
 // Inbox is the durable store the handler writes to.
 type Inbox interface {
 	ConnectionForWebhook(ctx context.Context, id string) (*store.Connection, error)
-	WebhookSecret(c *store.Connection) (string, error)
+	WebhookCredentials(c *store.Connection) ([]store.WebhookCredential, error)
 	AddInboxEvents(ctx context.Context, evs []*store.InboxEvent) (dup []bool, err error)
 }
 
@@ -173,12 +173,12 @@ func (h *dataverseHandler) authenticate(ctx context.Context, r *http.Request, co
 		log.ErrorContext(ctx, "webhook connection lookup failed", slog.String("error", err.Error()))
 		return nil, http.StatusServiceUnavailable
 	}
-	secret, err := h.cfg.Inbox.WebhookSecret(conn)
+	creds, err := h.cfg.Inbox.WebhookCredentials(conn)
 	if err != nil {
 		log.ErrorContext(ctx, "webhook secret unreadable", slog.String("error", err.Error()))
 		return nil, http.StatusUnauthorized
 	}
-	if !authenticate(r, conn.WebhookAuth, secret) {
+	if !authenticate(r, creds) {
 		log.InfoContext(ctx, "webhook refused", slog.String("reason", "missing or wrong key"))
 		return nil, http.StatusUnauthorized
 	}

@@ -53,7 +53,13 @@ func (f *fakeInbox) ConnectionForWebhook(_ context.Context, id string) (*store.C
 	return c, nil
 }
 
-func (f *fakeInbox) WebhookSecret(c *store.Connection) (string, error) { return f.secret[c.ID], nil }
+func (f *fakeInbox) WebhookCredentials(c *store.Connection) ([]store.WebhookCredential, error) {
+	creds := []store.WebhookCredential{{Mode: c.WebhookAuth.Mode, Name: c.WebhookAuth.Name, Secret: f.secret[c.ID]}}
+	if old, ok := f.secret[c.ID+"/old"]; ok {
+		creds = append(creds, store.WebhookCredential{Mode: store.WebhookKey, Secret: old})
+	}
+	return creds, nil
+}
 
 func (f *fakeInbox) AddInboxEvents(_ context.Context, evs []*store.InboxEvent) ([]bool, error) {
 	f.mu.Lock()
@@ -122,6 +128,7 @@ func setup(t *testing.T) *bundle {
 	b.inbox.add("key", store.WebhookKey, "", "the-webhook-key-123")
 	b.inbox.add("header", store.WebhookHTTPHeader, "x-crmsync-key", "the-header-key-123")
 	b.inbox.add("query", store.WebhookHTTPQueryString, "secret", "the-query-key-1234")
+	b.inbox.secret["header/old"] = "the-old-key-in-grace"
 	g, err := webhook.New(webhook.Config{Inbox: b.inbox, Publisher: b.pub, MaxBodyBytes: 64 << 10, QueueSize: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +183,8 @@ func TestAuthModes(t *testing.T) {
 		{"query", "/webhooks/dataverse/query?secret=the-query-key-1234", nil, 202},
 		{"query as code", "/webhooks/dataverse/query?code=the-query-key-1234", nil, 401},
 		{"unknown connection", "/webhooks/dataverse/nope?code=the-webhook-key-123", nil, 401},
+		{"rotated: the old key in its grace", "/webhooks/dataverse/header?code=the-old-key-in-grace", nil, 202},
+		{"rotated: the new key", "/webhooks/dataverse/header", http.Header{"X-Crmsync-Key": {"the-header-key-123"}}, 202},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

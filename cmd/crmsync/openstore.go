@@ -11,7 +11,7 @@ import (
 // openStore connects to MONGODB_URI, or starts the embedded server under the data dir
 // when it is unset. The returned func closes the store and stops that server.
 func openStore(ctx context.Context, cfg *config, logger *slog.Logger) (*store.Store, func(), error) {
-	scfg := store.Config{URI: cfg.MongoURI, Database: cfg.MongoDatabase, SecretKey: cfg.SecretKey, Logger: logger}
+	scfg := store.Config{URI: cfg.MongoURI, Database: cfg.MongoDatabase, SecretKey: cfg.SecretKey, KeyGrace: cfg.KeyGrace, Logger: logger}
 	var srv *embedded.Server
 	if cfg.MongoURI == "" {
 		var err error

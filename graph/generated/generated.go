@@ -103,6 +103,7 @@ type ComplexityRoot struct {
 		CreateConnection      func(childComplexity int, input model.CreateConnectionInput) int
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
 		ReplayEvents          func(childComplexity int, recordID *string, status *model.SyncStatus) int
+		UpdateConnection      func(childComplexity int, id string, input model.UpdateConnectionInput) int
 		UpsertSubscribers     func(childComplexity int, groupID string, subscribers []*model.SubscriberInput) int
 	}
 
@@ -215,6 +216,7 @@ type IngestStatsResolver interface {
 }
 type MutationResolver interface {
 	CreateConnection(ctx context.Context, input model.CreateConnectionInput) (*store.Connection, error)
+	UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
 	UpsertSubscribers(ctx context.Context, groupID string, subscribers []*model.SubscriberInput) (*store.UpsertResult, error)
 	ReplayEvents(ctx context.Context, recordID *string, status *model.SyncStatus) (int, error)
@@ -542,6 +544,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ReplayEvents(childComplexity, args["recordId"].(*string), args["status"].(*model.SyncStatus)), true
+	case "Mutation.updateConnection":
+		if e.ComplexityRoot.Mutation.UpdateConnection == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateConnection_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateConnection(childComplexity, args["id"].(string), args["input"].(model.UpdateConnectionInput)), true
 	case "Mutation.upsertSubscribers":
 		if e.ComplexityRoot.Mutation.UpsertSubscribers == nil {
 			break
@@ -950,6 +963,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateConnectionInput", ec.unmarshalInputCreateConnectionInput),
 			graphql.NewInputUnmarshaler("CreateSubscriberGroupInput", ec.unmarshalInputCreateSubscriberGroupInput),
 			graphql.NewInputUnmarshaler("SubscriberInput", ec.unmarshalInputSubscriberInput),
+			graphql.NewInputUnmarshaler("UpdateConnectionInput", ec.unmarshalInputUpdateConnectionInput),
 			graphql.NewInputUnmarshaler("WebhookAuthInput", ec.unmarshalInputWebhookAuthInput),
 		)
 	}
@@ -1103,6 +1117,20 @@ input CreateConnectionInput {
   reactionSecret: String
 }
 
+input UpdateConnectionInput {
+  name: String
+  ownerLogin: String
+  reactivateRecords: Boolean
+  bidirectional: Boolean
+  defaultLanguage: String
+  "The recipient type is set once: the same value is accepted, another one is CONFLICT."
+  recipientType: RecipientType
+  clientSecret: String
+  "A new webhook credential; the old one keeps working for CRMSYNC_KEY_GRACE."
+  webhookAuth: WebhookAuthInput
+  reactionSecret: String
+}
+
 type Query {
   connection(id: ID!): CrmConnection @hasRole(role: VIEWER)
   connections: [CrmConnection!]! @hasRole(role: VIEWER)
@@ -1110,6 +1138,7 @@ type Query {
 
 type Mutation {
   createConnection(input: CreateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
+  updateConnection(id: ID!, input: UpdateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
 }
 `, BuiltIn: false},
 	{Name: "../../schema/group.graphqls", Input: `# Subscriber groups and the marketing lists linked to them.
@@ -1690,6 +1719,28 @@ func (ec *executionContext) field_Mutation_replayEvents_args(ctx context.Context
 		return nil, err
 	}
 	args["status"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_updateConnection_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UpdateConnectionInput, error) {
+			return ec.unmarshalNUpdateConnectionInput2crmsyncᚋgraphᚋmodelᚐUpdateConnectionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
 	return args, nil
 }
 
@@ -2944,6 +2995,68 @@ func (ec *executionContext) fieldContext_Mutation_createConnection(ctx context.C
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_createConnection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateConnection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateConnection(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateConnection(ctx, fc.Args["id"].(string), fc.Args["input"].(model.UpdateConnectionInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *store.Connection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Connection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Connection) graphql.Marshaler {
+			return ec.marshalNCrmConnection2ᚖcrmsyncᚋstoreᚐConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateConnection(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CrmConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateConnection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -6213,6 +6326,104 @@ func UnmarshalSubscriberInput(ctx context.Context, raw any) (model.SubscriberInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputUpdateConnectionInput(ctx context.Context, obj any) (model.UpdateConnectionInput, error) {
+	var it model.UpdateConnectionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "ownerLogin", "reactivateRecords", "bidirectional", "defaultLanguage", "recipientType", "clientSecret", "webhookAuth", "reactionSecret"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "ownerLogin":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ownerLogin"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OwnerLogin = data
+		case "reactivateRecords":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reactivateRecords"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReactivateRecords = data
+		case "bidirectional":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("bidirectional"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Bidirectional = data
+		case "defaultLanguage":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("defaultLanguage"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DefaultLanguage = data
+		case "recipientType":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recipientType"))
+			data, err := ec.unmarshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RecipientType = data
+		case "clientSecret":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clientSecret"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClientSecret = data
+		case "webhookAuth":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("webhookAuth"))
+			data, err := ec.unmarshalOWebhookAuthInput2ᚖcrmsyncᚋgraphᚋmodelᚐWebhookAuthInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.WebhookAuth = data
+		case "reactionSecret":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reactionSecret"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReactionSecret = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUpdateConnectionInput unmarshals raw into the UpdateConnectionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUpdateConnectionInput(ctx context.Context, raw any) (model.UpdateConnectionInput, error) {
+	var out model.UpdateConnectionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateConnectionInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputWebhookAuthInput(ctx context.Context, obj any) (model.WebhookAuthInput, error) {
 	var it model.WebhookAuthInput
 	if obj == nil {
@@ -6645,6 +6856,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "createConnection":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createConnection(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateConnection":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateConnection(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -8225,6 +8443,11 @@ func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel
 	return res
 }
 
+func (ec *executionContext) unmarshalNUpdateConnectionInput2crmsyncᚋgraphᚋmodelᚐUpdateConnectionInput(ctx context.Context, v any) (model.UpdateConnectionInput, error) {
+	res, err := ec.unmarshalInputUpdateConnectionInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNUpsertSubscribersPayload2ᚖcrmsyncᚋstoreᚐUpsertResult(ctx context.Context, sel ast.SelectionSet, v *store.UpsertResult) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "UpsertSubscribersPayload!")
@@ -8518,6 +8741,38 @@ func (ec *executionContext) marshalOJSON2map(ctx context.Context, sel ast.Select
 	return res
 }
 
+func (ec *executionContext) unmarshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType(ctx context.Context, v any) (*store.RecipientType, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType(ctx context.Context, sel ast.SelectionSet, v *store.RecipientType) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType[*v])
+	return res
+}
+
+var (
+	unmarshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType = map[string]store.RecipientType{
+		"CONTACT": store.RecipientContact,
+		"LEAD":    store.RecipientLead,
+		"ACCOUNT": store.RecipientAccount,
+	}
+	marshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType = map[store.RecipientType]string{
+		store.RecipientContact: "CONTACT",
+		store.RecipientLead:    "LEAD",
+		store.RecipientAccount: "ACCOUNT",
+	}
+)
+
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -8628,6 +8883,14 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := graphql.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOWebhookAuthInput2ᚖcrmsyncᚋgraphᚋmodelᚐWebhookAuthInput(ctx context.Context, v any) (*model.WebhookAuthInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputWebhookAuthInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalOWebhookRegistration2ᚖcrmsyncᚋstoreᚐWebhookRegistration(ctx context.Context, sel ast.SelectionSet, v *store.WebhookRegistration) graphql.Marshaler {

@@ -87,6 +87,20 @@ type SyncEventEdge struct {
 	Node   *store.InboxEvent `json:"node"`
 }
 
+type UpdateConnectionInput struct {
+	Name              *string `json:"name,omitempty"`
+	OwnerLogin        *string `json:"ownerLogin,omitempty"`
+	ReactivateRecords *bool   `json:"reactivateRecords,omitempty"`
+	Bidirectional     *bool   `json:"bidirectional,omitempty"`
+	DefaultLanguage   *string `json:"defaultLanguage,omitempty"`
+	// The recipient type is set once: the same value is accepted, another one is CONFLICT.
+	RecipientType *store.RecipientType `json:"recipientType,omitempty"`
+	ClientSecret  *string              `json:"clientSecret,omitempty"`
+	// A new webhook credential; the old one keeps working for CRMSYNC_KEY_GRACE.
+	WebhookAuth    *WebhookAuthInput `json:"webhookAuth,omitempty"`
+	ReactionSecret *string           `json:"reactionSecret,omitempty"`
+}
+
 type WebhookAuthInput struct {
 	Mode  store.WebhookAuthMode `json:"mode"`
 	Name  *string               `json:"name,omitempty"`
