@@ -45,6 +45,9 @@ type Config struct {
 	// SweepInterval is how often the worker looks for stored events that never
 	// reached the stream (a lost publish, Redis losing its data); default 30 s.
 	SweepInterval time.Duration
+	// Retention is how long processed events stay in the inbox, for replay and audit;
+	// default 14 days. Each worker removes older ones about once an hour.
+	Retention time.Duration
 	// Logger receives one line per failed event; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -80,15 +83,17 @@ func (c *Config) setDefaults() error {
 	c.ClaimIdle = cmp.Or(c.ClaimIdle, time.Minute)
 	c.SweepInterval = cmp.Or(c.SweepInterval, 30*time.Second)
 	c.LeaseTTL = cmp.Or(c.LeaseTTL, 10*time.Second)
+	c.Retention = cmp.Or(c.Retention, 14*24*time.Hour)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return nil
 }
 
 // Engine runs one worker of the consumer group.
 type Engine struct {
-	cfg    Config
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg           Config
+	lastRetention time.Time
+	cancel        context.CancelFunc
+	wg            sync.WaitGroup
 }
 
 // New validates cfg and returns an engine that has not started.
@@ -196,6 +201,20 @@ func (e *Engine) maintain(ctx context.Context, log *slog.Logger, owned []int) {
 			return
 		}
 		e.handleAll(ctx, log, msgs)
+	}
+
+	if time.Since(e.lastRetention) >= time.Hour {
+		e.lastRetention = time.Now()
+		for {
+			n, err := e.cfg.Store.DeleteProcessedBefore(ctx, e.cfg.Now().Add(-e.cfg.Retention), 1000)
+			if err != nil {
+				log.WarnContext(ctx, "engine cannot apply the inbox retention", slog.String("error", err.Error()))
+				break
+			}
+			if n < 1000 {
+				break
+			}
+		}
 	}
 
 	n, err := e.cfg.Stream.Len(ctx)

@@ -225,3 +225,39 @@ func (s *Store) IngestStats(ctx context.Context, tenant, connectionID string) (*
 	}
 	return st, nil
 }
+
+// DeleteProcessedBefore removes up to limit processed events (and their bodies) whose
+// outcome is older than before: the inbox's retention. Pending and failed events are
+// kept, whatever their age, until they are processed or replayed. It returns how many
+// were removed.
+func (s *Store) DeleteProcessedBefore(ctx context.Context, before time.Time, limit int) (int, error) {
+	cur, err := s.db.Collection(colInbox).Find(ctx,
+		bson.D{{Key: "status", Value: InboxProcessed}, {Key: "processedAt", Value: bson.D{{Key: "$lt", Value: before}}}},
+		options.Find().SetLimit(int64(limit)).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return 0, unavailable("retention", err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return 0, unavailable("retention", err)
+	}
+	if len(docs) == 0 {
+		return 0, nil
+	}
+	ids := make(bson.A, len(docs))
+	for i, d := range docs {
+		ids[i] = d.ID
+	}
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}
+	// Events first: an event must never be left without its body.
+	res, err := s.db.Collection(colInbox).DeleteMany(ctx, filter)
+	if err != nil {
+		return 0, unavailable("retention", err)
+	}
+	if _, err := s.db.Collection(colInboxBodies).DeleteMany(ctx, filter); err != nil {
+		return 0, unavailable("retention", err)
+	}
+	return int(res.DeletedCount), nil
+}

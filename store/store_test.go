@@ -313,3 +313,39 @@ func TestUpdateConnectionRotatesKeyWithGrace(t *testing.T) {
 		t.Errorf("short key: %v", err)
 	}
 }
+
+func TestRetentionKeepsUnfinishedEvents(t *testing.T) {
+	t.Parallel()
+	cfg := storetest.Config(t)
+	now := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return now }
+	s, err := store.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	ctx := context.Background()
+	var evs []*store.InboxEvent
+	for _, id := range []string{"old-done", "old-failed", "old-pending", "new-done"} {
+		evs = append(evs, &store.InboxEvent{ID: id, Tenant: "t1", ConnectionID: "c", Message: "Update", Entity: "contact", RecordID: id, Body: "{}"})
+	}
+	if _, err := s.AddInboxEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	s.FinishInboxEvent(ctx, "old-done", store.InboxProcessed, 1, "")
+	s.FinishInboxEvent(ctx, "old-failed", store.InboxFailed, 5, "no")
+	now = now.Add(15 * 24 * time.Hour)
+	cut := now.Add(-14 * 24 * time.Hour)
+	s.FinishInboxEvent(ctx, "new-done", store.InboxProcessed, 1, "")
+	n, err := s.DeleteProcessedBefore(ctx, cut, 100)
+	if err != nil || n != 1 {
+		t.Fatalf("deleted %d, %v; want 1", n, err)
+	}
+	for id, want := range map[string]bool{"old-done": false, "old-failed": true, "old-pending": true, "new-done": true} {
+		_, err := s.InboxEvent(ctx, id)
+		_, berr := s.InboxEventBody(ctx, id)
+		if (err == nil) != want || (berr == nil) != want {
+			t.Errorf("%s: event %v, body %v; want kept=%v", id, err, berr, want)
+		}
+	}
+}

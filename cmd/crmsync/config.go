@@ -34,6 +34,8 @@ type config struct {
 	// RecoveryInterval is how often workers look for stored events that never reached
 	// the stream (a lost publish, Redis losing its data).
 	RecoveryInterval time.Duration
+	// InboxRetention is how long processed events are kept for replay and audit.
+	InboxRetention time.Duration
 }
 
 // configError names the variable that is wrong, as the one line the process prints.
@@ -112,7 +114,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		name string
 		def  string
 		dst  *time.Duration
-	}{{"CRMSYNC_LEASE_TTL", "10s", &c.LeaseTTL}, {"CRMSYNC_RECOVERY_INTERVAL", "30s", &c.RecoveryInterval}} {
+	}{{"CRMSYNC_LEASE_TTL", "10s", &c.LeaseTTL}, {"CRMSYNC_RECOVERY_INTERVAL", "30s", &c.RecoveryInterval}, {"CRMSYNC_INBOX_RETENTION", "336h", &c.InboxRetention}} {
 		v, err := time.ParseDuration(cmp.Or(getenv(d.name), d.def))
 		if err != nil || v < 100*time.Millisecond {
 			return nil, &configError{d.name, "must be a duration of at least 100ms, such as " + d.def}

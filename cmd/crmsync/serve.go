@@ -58,7 +58,8 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	stream := queue.NewEventStream(rdb.Client, keys, queue.DefaultPartitions)
 	eng, err := engine.New(engine.Config{
 		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, cfg.LeaseTTL), LeaseTTL: cfg.LeaseTTL,
-		SweepInterval: cfg.RecoveryInterval, ClaimIdle: max(2*cfg.RecoveryInterval, time.Second), Logger: logger,
+		SweepInterval: cfg.RecoveryInterval, ClaimIdle: max(2*cfg.RecoveryInterval, time.Second),
+		Retention: cfg.InboxRetention, Logger: logger,
 	})
 	if err != nil {
 		return err
