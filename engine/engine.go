@@ -289,6 +289,10 @@ func (e *Engine) handle(ctx context.Context, log *slog.Logger, m queue.Message) 
 }
 
 func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) error {
+	if ev.Source == "reaction" {
+		// Stored and kept; campaign sends, which reactions belong to, are not built yet.
+		return Permanent(errors.New("reaction events are not processed by this version; replay them once campaign sends are available"))
+	}
 	body, err := e.cfg.Store.InboxEventBody(ctx, ev.ID)
 	if errors.Is(err, store.ErrNotFound) {
 		return Permanent(errors.New("the event's body is missing from the store"))

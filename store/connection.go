@@ -317,3 +317,12 @@ func (s *Store) Connections(ctx context.Context, tenant string) ([]*Connection, 
 	}
 	return out, nil
 }
+
+// ReactionSecret opens the connection's reaction signing secret ("whsec_…"); ""
+// when the connection has none.
+func (s *Store) ReactionSecret(c *Connection) (string, error) {
+	if len(c.ReactionSecret) == 0 {
+		return "", nil
+	}
+	return s.sealer.open(c.ReactionSecret)
+}

@@ -137,7 +137,7 @@ func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID:           EventID(conn.ID, ec, body),
 		Tenant:       conn.Tenant,
 		ConnectionID: conn.ID,
-		Source:       "dataverse",
+		Source:       SourceDataverse,
 		Message:      ec.MessageName,
 		Entity:       ec.PrimaryEntityName,
 		RecordID:     ec.PrimaryEntityID,

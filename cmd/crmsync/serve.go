@@ -107,6 +107,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
+	mux.Handle("POST /webhooks/reactions/{connectionId}", gateway.Reactions())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Store: st, Verifier: verifier, Publisher: stream, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))
