@@ -9,11 +9,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Config describes a Web API client for one Dataverse environment and application
@@ -33,7 +37,8 @@ type Config struct {
 	// exist as an application user in the environment. Required.
 	ClientID     string
 	ClientSecret string
-	// HTTPClient sends the requests; default a client with a two-minute timeout.
+	// HTTPClient sends the requests; default a client with a two-minute timeout and
+	// a transport of its own.
 	HTTPClient *http.Client
 	// Logger receives retries (Warn) and token refreshes (Debug); default discards.
 	Logger *slog.Logger
@@ -50,6 +55,11 @@ type Config struct {
 	// doubles it up to MaxBackoff. Defaults 1s and 1m.
 	MinBackoff time.Duration
 	MaxBackoff time.Duration
+	// MaxConcurrency is the most requests the client has in flight at once; default
+	// 52, Dataverse's per-user concurrency limit (§7.3). Within it the client
+	// starts at 4, follows the server's x-ms-dop-hint, halves after a 429 and
+	// grows back by one per round of answered requests.
+	MaxConcurrency int
 }
 
 // Defaults for Config, in one place.
@@ -58,6 +68,8 @@ const (
 	DefaultMinBackoff  = time.Second
 	DefaultMaxBackoff  = time.Minute
 	DefaultHTTPTimeout = 2 * time.Minute
+	// DefaultMaxConcurrency is Dataverse's concurrent-request limit per user.
+	DefaultMaxConcurrency = 52
 
 	// APIPath is where the Web API lives under the organization URL.
 	APIPath = "/api/data/v9.2/"
@@ -68,8 +80,13 @@ func (c *Config) setDefaults() {
 	if c.TokenURL == "" && c.TenantID != "" {
 		c.TokenURL = "https://login.microsoftonline.com/" + url.PathEscape(c.TenantID) + "/oauth2/v2.0/token"
 	}
+	c.MaxConcurrency = cmp.Or(c.MaxConcurrency, DefaultMaxConcurrency)
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout}
+		// A transport of its own keeps as many idle connections as requests may be
+		// in flight; http.DefaultTransport keeps two per host.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = max(c.MaxConcurrency, 1)
+		c.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout, Transport: tr}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -107,6 +124,8 @@ func (c *Config) validate() error {
 		return errors.New("ClientSecret is required")
 	case c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff:
 		return fmt.Errorf("MaxBackoff (%s) must be at least MinBackoff (%s)", c.MaxBackoff, c.MinBackoff)
+	case c.MaxConcurrency < 1:
+		return fmt.Errorf("MaxConcurrency must be positive, got %d", c.MaxConcurrency)
 	}
 	if u, err := url.Parse(c.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("TokenURL %q is not an http(s) URL", c.TokenURL)
@@ -125,6 +144,7 @@ type Client struct {
 	tokens *tokenSource
 	retry  retrier
 	gate   gate
+	limit  *limiter
 }
 
 // NewClient checks cfg and builds a client; it does not contact the server.
@@ -144,32 +164,89 @@ func NewClient(cfg Config) (*Client, error) {
 			http:  cfg.HTTPClient, now: cfg.Now, log: cfg.Logger,
 		},
 		retry: retrier{max: cfg.MaxRetries, min: cfg.MinBackoff, cap: cfg.MaxBackoff, sleep: cfg.Sleep},
+		limit: newLimiter(cfg.MaxConcurrency),
 	}, nil
 }
+
+// Concurrency is how many requests the client lets be in flight now, after the
+// server's hint and throttling answers, for metrics and tests.
+func (c *Client) Concurrency() int { return c.limit.current() }
 
 // Bind is the value of a "<navigation property>@odata.bind" field that sets a
 // lookup, e.g. row["parentcustomerid_account@odata.bind"] = Bind("accounts", id).
 func Bind(entitySet, id string) string { return "/" + entitySet + "(" + id + ")" }
 
-// Create inserts a row and returns its id, read from the OData-EntityId header.
-// A create that failed on the network may have happened anyway; when a duplicate
-// matters, choose the id and use CreateOnly or Upsert, which can be repeated.
+// Create inserts a row and returns its id. The client chooses the id (a new GUID
+// in the primary-key column, unless row names one) so a create is safe to retry:
+// when an attempt failed without a clear answer and a retry finds the row there
+// already (DuplicateRecord), the create counts as done instead of making a second
+// row. The primary-key column is the table's logical name + "id"
+// (contacts → contactid, cs_subscriptions → cs_subscriptionid), activityid for
+// activity tables.
 func (c *Client) Create(ctx context.Context, entitySet string, row map[string]any) (string, error) {
 	u, err := c.setURL(entitySet)
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", entitySet, err)
 	}
-	resp, err := c.write(ctx, http.MethodPost, u, row, nil)
+	pk := primaryKey(entitySet)
+	id, _ := row[pk].(string)
+	if id == "" {
+		id = uuid.NewString()
+		row = maps.Clone(row)
+		if row == nil {
+			row = map[string]any{}
+		}
+		row[pk] = id
+	} else if !isGUID(id) {
+		return "", fmt.Errorf("create %s: invalid id %q in %s: want a GUID", entitySet, id, pk)
+	}
+	body, err := json.Marshal(row)
+	if err != nil {
+		return "", fmt.Errorf("create %s: encode row: %w", entitySet, err)
+	}
+	resp, err := c.do(ctx, &request{method: http.MethodPost, url: u, body: body, create: true})
+	if errors.Is(err, errCreatedEarlier) {
+		return strings.ToLower(id), nil
+	}
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", entitySet, err)
 	}
 	defer drain(resp)
-	id, ok := idFromEntityID(resp.Header.Get("OData-EntityId"))
-	if !ok {
-		return "", fmt.Errorf("create %s: answer has no id in OData-EntityId %q", entitySet, resp.Header.Get("OData-EntityId"))
+	if got, ok := idFromEntityID(resp.Header.Get("OData-EntityId")); ok {
+		return got, nil
 	}
-	return id, nil
+	return strings.ToLower(id), nil
 }
+
+// activitySets are the entity sets of activity tables, whose primary key is
+// activityid whatever the table is called.
+var activitySets = map[string]bool{
+	"activitypointers": true, "campaignactivities": true, "campaignresponses": true, "emails": true,
+	"phonecalls": true, "tasks": true, "appointments": true, "letters": true, "faxes": true,
+	"bulkoperations": true, "socialactivities": true,
+}
+
+// primaryKey guesses the primary-key column of an entity set from Dataverse's
+// naming: the logical name (the set name made singular) + "id".
+func primaryKey(entitySet string) string {
+	switch {
+	case activitySets[entitySet]:
+		return "activityid"
+	case strings.HasSuffix(entitySet, "ies"):
+		return strings.TrimSuffix(entitySet, "ies") + "yid"
+	case strings.HasSuffix(entitySet, "sses"), strings.HasSuffix(entitySet, "xes"):
+		return strings.TrimSuffix(entitySet, "es") + "id"
+	}
+	return strings.TrimSuffix(entitySet, "s") + "id"
+}
+
+// codeDuplicateRecord is Dataverse's DuplicateRecord ("Cannot insert duplicate
+// key."), what a create with the id of an existing row gets.
+const codeDuplicateRecord = "0x80040237"
+
+// errCreatedEarlier reports that a retried create found its row: an earlier
+// attempt whose answer was lost had made it.
+var errCreatedEarlier = errors.New("created by an earlier attempt")
 
 // Update changes the named columns of an existing row (If-Match: *), so it never
 // creates one: a missing row is ErrNotFound.
@@ -316,6 +393,9 @@ type request struct {
 	// decode, when set, reads a 2xx body within the attempt, so an answer cut short
 	// is retried like any transport failure; do then returns the response closed.
 	decode func(io.Reader) error
+	// create marks a POST that carries its row's id: a DuplicateRecord answer
+	// after an attempt that may have gone through means the row was made.
+	create bool
 }
 
 // do sends a request until it succeeds, fails for good or runs out of retries; it
@@ -323,6 +403,7 @@ type request struct {
 // or an error that wraps an *APIError when the server answered.
 func (c *Client) do(ctx context.Context, req *request) (*http.Response, error) {
 	renewed := false
+	unsure := false // an earlier attempt may have taken effect without our hearing of it
 	for attempt := 0; ; {
 		resp, tok, err := c.send(ctx, req)
 		if err == nil {
@@ -330,6 +411,13 @@ func (c *Client) do(ctx context.Context, req *request) (*http.Response, error) {
 		}
 		var ae *APIError
 		isAPI := errors.As(err, &ae)
+		if req.create && unsure && isAPI && ae.Code == codeDuplicateRecord {
+			return nil, errCreatedEarlier
+		}
+		var te *transportError
+		if errors.As(err, &te) || (isAPI && ae.Status >= 500) {
+			unsure = true
+		}
 		if isAPI && tok != "" && ae.Status == http.StatusUnauthorized && !renewed {
 			// The token expired early or was revoked: get a new one and try once more.
 			renewed = true
@@ -354,14 +442,23 @@ func (c *Client) do(ctx context.Context, req *request) (*http.Response, error) {
 	}
 }
 
-// send makes one attempt; tok is the token used, "" if none was obtained.
+// send makes one attempt within an in-flight slot, after any throttle wait; tok is
+// the token used, "" if none was obtained.
 func (c *Client) send(ctx context.Context, req *request) (resp *http.Response, tok string, err error) {
-	if err := c.gate.wait(ctx, c.now, c.retry.sleep); err != nil {
-		return nil, "", err
-	}
 	tok, err = c.tokens.get(ctx)
 	if err != nil {
 		return nil, "", err
+	}
+	epoch, err := c.limit.acquire(ctx)
+	if err != nil {
+		return nil, tok, err
+	}
+	met := outcomeNone
+	defer func() { c.limit.release(epoch, met) }()
+	// Waiting here, with a slot held, also catches a 429 that came in while this
+	// request waited for its slot.
+	if err := c.gate.wait(ctx, c.now, c.retry.sleep); err != nil {
+		return nil, tok, err
 	}
 	var body io.Reader
 	if req.body != nil {
@@ -389,6 +486,10 @@ func (c *Client) send(ctx context.Context, req *request) (resp *http.Response, t
 	if err != nil {
 		return nil, tok, &transportError{err}
 	}
+	if n, err := strconv.Atoi(resp.Header.Get("x-ms-dop-hint")); err == nil {
+		c.limit.hint(n)
+	}
+	met = outcomeOf(resp.StatusCode)
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if req.decode == nil {
 			return resp, tok, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,4 +125,126 @@ func (g *gate) wait(ctx context.Context, now func() time.Time, sleep func(contex
 		return nil
 	}
 	return sleep(ctx, d)
+}
+
+// initialConcurrency is where the in-flight limit starts before the server has
+// recommended one: low, then ramped up (§4.6, "start low, ramp up").
+const initialConcurrency = 4
+
+// limiter bounds how many requests a client has in flight and adapts the bound
+// the AIMD way: every answer below 500 other than 429 adds 1/limit (one more slot
+// per round of requests that went through), a 429 halves it, at most once per round
+// — only a request sent after the last cut can cut again, so one burst of 429s
+// does not collapse the limit to 1. Dataverse's x-ms-dop-hint (its recommended
+// degree of parallelism) caps it; the first hint also sets it.
+type limiter struct {
+	mu       sync.Mutex
+	limit    float64 // ≥ 1
+	ceiling  int     // max, or the server's hint when lower
+	max      int
+	hinted   bool
+	inflight int
+	epoch    uint64 // advances with every cut
+	waiters  []chan struct{}
+}
+
+func newLimiter(maxInFlight int) *limiter {
+	return &limiter{limit: float64(min(initialConcurrency, maxInFlight)), ceiling: maxInFlight, max: maxInFlight}
+}
+
+// acquire waits for a free slot; the epoch it returns goes back to release.
+func (l *limiter) acquire(ctx context.Context) (uint64, error) {
+	l.mu.Lock()
+	if len(l.waiters) == 0 && l.inflight < int(l.limit) {
+		l.inflight++
+		epoch := l.epoch
+		l.mu.Unlock()
+		return epoch, nil
+	}
+	ready := make(chan struct{})
+	l.waiters = append(l.waiters, ready)
+	l.mu.Unlock()
+	select {
+	case <-ready: // handed a slot, already counted
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.epoch, nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if i := slices.Index(l.waiters, ready); i >= 0 {
+			l.waiters = slices.Delete(l.waiters, i, i+1)
+		} else { // the slot arrived as ctx ended: pass it on
+			l.inflight--
+			l.handOffLocked()
+		}
+		return 0, ctx.Err()
+	}
+}
+
+// outcome is what an attempt tells the limiter.
+type outcome uint8
+
+const (
+	outcomeNone      outcome = iota // no answer or a 5xx: says nothing about the limits
+	outcomeAnswered                 // the server took the request: room to grow
+	outcomeThrottled                // 429: too much
+)
+
+// outcomeOf classifies an answer's status.
+func outcomeOf(status int) outcome {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return outcomeThrottled
+	case status < 500:
+		return outcomeAnswered
+	}
+	return outcomeNone
+}
+
+// release frees a slot and adapts the limit to what the attempt met.
+func (l *limiter) release(epoch uint64, o outcome) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.inflight--
+	switch {
+	case o == outcomeThrottled && epoch == l.epoch:
+		l.limit = max(1, l.limit/2)
+		l.epoch++
+	case o == outcomeAnswered:
+		l.limit = min(l.limit+1/l.limit, float64(l.ceiling))
+	}
+	l.handOffLocked()
+}
+
+// hint takes the server's x-ms-dop-hint.
+func (l *limiter) hint(n int) {
+	if n < 1 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ceiling = min(n, l.max)
+	if !l.hinted {
+		l.hinted = true
+		l.limit = float64(l.ceiling)
+	}
+	l.limit = min(l.limit, float64(l.ceiling))
+	l.handOffLocked()
+}
+
+// current is the limit now, in whole requests.
+func (l *limiter) current() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int(l.limit)
+}
+
+// handOffLocked gives free slots to waiters, first come first served.
+func (l *limiter) handOffLocked() {
+	for len(l.waiters) > 0 && l.inflight < int(l.limit) {
+		close(l.waiters[0])
+		l.waiters = slices.Delete(l.waiters, 0, 1)
+		l.inflight++
+	}
 }

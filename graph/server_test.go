@@ -102,7 +102,7 @@ func (b *bundle) do(t *testing.T, token, query string, vars map[string]any) resu
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := b.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,12 +26,16 @@ type committer struct {
 	timeout  time.Duration
 	logger   *slog.Logger
 
-	queue   chan *pending
-	mu      sync.RWMutex // guards stopped against submit racing Stop
-	stop    chan struct{}
-	done    chan struct{}
-	once    sync.Once
-	stopped bool
+	queue chan *pending
+	// publishes carries stored groups to the publisher goroutine, so a slow or
+	// absent Redis never holds up the next commit. When it is full the group is
+	// dropped: its events are stored, and the recovery sweep publishes them.
+	publishes chan []queue.Entry
+	mu        sync.RWMutex // guards stopped against submit racing Stop
+	stop      chan struct{}
+	done      chan struct{}
+	once      sync.Once
+	stopped   bool
 }
 
 type pending struct {
@@ -48,6 +52,7 @@ func newCommitter(inbox Inbox, pub Publisher, queueSize, maxBatch int, timeout t
 	return &committer{
 		inbox: inbox, pub: pub, maxBatch: maxBatch, timeout: timeout, logger: logger,
 		queue: make(chan *pending, queueSize), stop: make(chan struct{}), done: make(chan struct{}),
+		publishes: make(chan []queue.Entry, 64),
 	}
 }
 
@@ -78,7 +83,23 @@ func (c *committer) submit(ctx context.Context, ev *store.InboxEvent) (dup bool,
 
 // run writes groups until Stop, then drains what is queued.
 func (c *committer) run() {
-	defer close(c.done)
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for entries := range c.publishes {
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			if err := c.pub.Publish(ctx, entries...); err != nil {
+				c.logger.Warn("events stored but not published; the recovery sweep will publish them",
+					slog.Int("count", len(entries)), slog.String("error", err.Error()))
+			}
+			cancel()
+		}
+	}()
+	defer func() {
+		close(c.publishes)
+		<-published
+		close(c.done)
+	}()
 	for {
 		select {
 		case p := <-c.queue:
@@ -135,9 +156,13 @@ func (c *committer) commit(batch []*pending) {
 	for i, p := range batch {
 		p.done <- commitResult{dup: dup[i]}
 	}
-	if err := c.pub.Publish(ctx, entries...); err != nil {
-		c.logger.Warn("events stored but not published; the recovery sweep will publish them",
-			slog.Int("count", len(entries)), slog.String("error", err.Error()))
+	if len(entries) == 0 {
+		return
+	}
+	select {
+	case c.publishes <- entries:
+	default:
+		c.logger.Warn("publisher is behind; the recovery sweep will publish these events", slog.Int("count", len(entries)))
 	}
 }
 

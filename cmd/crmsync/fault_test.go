@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -361,9 +362,16 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// privateRedis starts a redis-server of this test's own, so flushing it touches no
-// other test's keys.
+// privateRedis starts a redis-server of this test's own, so flushing or stopping it
+// touches no other test's keys.
 func privateRedis(t *testing.T) string {
+	url, _ := privateRedisCtl(t)
+	return url
+}
+
+// privateRedisCtl is privateRedis with a func that stops the server and returns a
+// func that starts it again on the same port, empty.
+func privateRedisCtl(t *testing.T) (string, func() (restart func())) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -371,16 +379,70 @@ func privateRedis(t *testing.T) string {
 	}
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
+	url := "redis://" + addr + "/0"
+	var mu sync.Mutex
+	var cmd *exec.Cmd
+	start := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(mustParseRedisURL(t, url))
+		defer c.Close()
+		waitUntil(t, func() bool { return c.Ping(context.Background()).Err() == nil })
+	}
+	stop := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	start()
+	t.Cleanup(stop)
+	return url, func() func() { stop(); return start }
+}
+
+// TestRedisDownStillAccepts stops Redis: webhooks are still answered 202 (the inbox
+// is in MongoDB), /readyz says degraded, and once Redis is back every accepted event
+// is applied.
+func TestRedisDownStillAccepts(t *testing.T) {
+	t.Parallel()
+	url, stop := privateRedisCtl(t)
+	env := testEnv(t)
+	env["REDIS_URL"] = url
+	h := newHarness(t, env)
+	in := startInstanceEnv(t, env)
+	target, err := h.client(in.base).Setup(context.Background(), "redis-down", 50, loadgen.DefaultEmail)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := "redis://" + addr + "/0"
-	c := redis.NewClient(mustParseRedisURL(t, url))
-	defer c.Close()
-	waitUntil(t, func() bool { return c.Ping(context.Background()).Err() == nil })
-	return url
+	ctx := context.Background()
+	restart := stop()
+	during, err := loadgen.Run(ctx, loadgen.Config{URL: target.WebhookURL, Count: 100, Records: 50, Workers: 4, Run: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during.Accepted != 100 {
+		t.Errorf("with Redis down: %+v, want all 100 accepted", during)
+	}
+	resp, err := http.Get(in.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || ready["status"] != "degraded" || ready["redis"] != "down" {
+		t.Errorf("readyz with Redis down: %d %v", resp.StatusCode, ready)
+	}
+	restart()
+	after, err := loadgen.Run(ctx, loadgen.Config{URL: target.WebhookURL, Count: 100, Records: 50, Workers: 4, Run: "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.assertApplied(in.base, target.ConnectionID, loadgen.Merge(during, after))
 }
 
 func mustParseRedisURL(t *testing.T, url string) *redis.Options {

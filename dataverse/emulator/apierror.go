@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 )
 
 // Error codes the Web API puts in error.code. Where reference/dataverse.md or
@@ -28,9 +29,10 @@ const (
 // apiError is a Web API failure; the handler renders it as Dataverse does:
 // {"error":{"code":"0x…","message":"…"}} with its HTTP status.
 type apiError struct {
-	status  int
-	code    string
-	message string
+	status     int
+	code       string
+	message    string
+	retryAfter int // seconds; sent as Retry-After when positive
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.message) }
@@ -82,6 +84,9 @@ func (e *Emulator) writeError(w http.ResponseWriter, r *http.Request, err error)
 	h := w.Header()
 	h.Set("Content-Type", "application/json; odata.metadata=minimal")
 	h.Set("OData-Version", "4.0")
+	if ae.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(ae.retryAfter))
+	}
 	w.WriteHeader(ae.status)
 	_, _ = w.Write(b)
 }

@@ -20,10 +20,22 @@
 //     opaque $skiptoken); $skip refused; weak etags from one version counter that
 //     every write advances; lookups read as _<name>_value with annotations on request;
 //   - errors: {"error":{"code":"0x…","message":"…"}} with Dataverse's codes where the
-//     reference gives them.
+//     reference gives them;
+//   - service protection (§4.6, §7.3, throttle.go): per user and sliding five-minute
+//     window a request limit and a handling-time limit, and a limit on requests in
+//     flight, answered 429 with Retry-After; x-ms-dop-hint on every answer;
+//   - faults on purpose (fault.go): latency, 503s and cut connections, some of them
+//     after the change was made, from a seedable source;
+//   - webhooks (§1–§3, §7.6): service endpoints, steps and images registered through
+//     the Web API (sdktables.go); every create, update, delete, state and owner
+//     change goes to the matching steps as a RemoteExecutionContext
+//     (webhook.go, remotecontext.go), sent asynchronously with Dataverse's headers,
+//     authentication, 60-second timeout and single retry after 502/503/504
+//     (delivery.go), and logged for tests (Deliveries).
 //
-// The schema (tables, columns, states) is the data in tables.go; a table is added
-// there. Service-protection limits, faults, $batch, bulk actions, FetchXML and
-// webhooks are not implemented yet: such requests answer 501 so nobody mistakes
-// them for supported.
+// The schema (tables, columns, states) is the data in tables.go and sdktables.go; a
+// table is added there. $batch, bulk actions, $expand, FetchXML, the list actions
+// (AddMember…), custom APIs and N:N associations are not implemented yet: such
+// requests answer 501 so nobody mistakes them for supported, and steps on the
+// messages they would raise never fire.
 package emulator

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,12 +42,55 @@ type Config struct {
 	// updates"); reference/dataverse.md §7.4 notes that real Dataverse's behaviour
 	// is unverified, hence the switch. State changes (reopening) always work.
 	AllowQualifiedLeadUpdates bool
-	// Now is the clock for createdon/modifiedon and token expiry, so tests can move
-	// time; default time.Now.
+	// Now is the clock for createdon/modifiedon, token expiry, the service-protection
+	// window and webhook timestamps, so tests can move time; default time.Now.
 	Now func() time.Time
-	// Logger receives internal errors (at Error) and each request (at Debug);
-	// default discards.
+	// Logger receives internal errors (at Error), failed webhook deliveries (at Warn)
+	// and each request (at Debug); default discards.
 	Logger *slog.Logger
+
+	// LimitRequests is the service-protection limit on Web API requests per user
+	// over a sliding five-minute window (§7.3, code 0x80072322); default 6000,
+	// negative for none.
+	LimitRequests int
+	// LimitExecSeconds is the limit on the combined handling time of a user's Web
+	// API requests over the same window, in seconds (0x80072321); default 1200,
+	// negative for none. Handling time is measured on the real clock and includes
+	// Latency.
+	LimitExecSeconds float64
+	// LimitConcurrent is how many Web API requests one user may have in flight; one
+	// more fails at once (0x80072326). Default 52, negative for none.
+	LimitConcurrent int
+	// DOPHint is the x-ms-dop-hint header sent on every Web API answer, Dataverse's
+	// recommended degree of parallelism; default 4, negative to leave it out.
+	DOPHint int
+	// Latency is added to every Web API request before it is handled, to imitate a
+	// distant or busy server; default none.
+	Latency time.Duration
+	// FaultRate is the share (0 to 1) of Web API requests that fail on purpose: half
+	// of them answer 503 with Dataverse's error JSON before anything happens, half
+	// are cut (the connection closed without an answer), of which half are cut
+	// after the request took effect, so clients must make retries safe. Default 0.
+	FaultRate float64
+	// Rand drives fault injection; tests pass a seeded source (rand.NewPCG) to get
+	// the same faults every run. Default a randomly seeded source.
+	Rand rand.Source
+
+	// WebhookTimeout is how long a webhook delivery may take before it counts as
+	// failed; default 60s, as Dataverse (§2.3).
+	WebhookTimeout time.Duration
+	// WebhookWorkers is how many webhook deliveries run at once; default 4.
+	WebhookWorkers int
+	// WebhookClient sends webhook deliveries; default a client with a transport of
+	// its own and no timeout (WebhookTimeout bounds each attempt).
+	WebhookClient *http.Client
+	// DropWebhooks, when set, is asked before each webhook delivery; returning true
+	// records the delivery as dropped and sends nothing, so tests can lose events on
+	// purpose (for the anti-entropy sweep).
+	DropWebhooks func(stepID string) bool
+	// DeliveryLogSize is how many webhook deliveries Deliveries keeps, the oldest
+	// going first; default 10000.
+	DeliveryLogSize int
 }
 
 // Default identities of contract.md ("The emulator").
@@ -55,6 +100,17 @@ const (
 	DefaultUserClientID     = "emulator-user"
 	DefaultUserClientSecret = "emulator-user-secret"
 	DefaultTokenTTL         = time.Hour
+
+	// Service-protection limits per user and five-minute window (§7.3).
+	DefaultLimitRequests    = 6000
+	DefaultLimitExecSeconds = 1200
+	DefaultLimitConcurrent  = 52
+	// DefaultDOPHint is the x-ms-dop-hint the emulator recommends.
+	DefaultDOPHint = 4
+
+	DefaultWebhookTimeout  = 60 * time.Second
+	DefaultWebhookWorkers  = 4
+	DefaultDeliveryLogSize = 10000
 
 	// AppUserDomainName is the domainname of the application user the ClientID acts as.
 	AppUserDomainName = "crmsync@emulator.test"
@@ -87,6 +143,12 @@ type Emulator struct {
 
 	tokenRequests atomic.Int64
 
+	limits *throttle
+	faults *faults
+	hooks  *deliverer
+	// wait sleeps for Latency; tests in this package replace it to hold requests.
+	wait func(ctx context.Context, d time.Duration) error
+
 	srvMu sync.Mutex
 	srv   *http.Server
 	url   string
@@ -117,6 +179,22 @@ func New(cfg Config) *Emulator {
 	cfg.UserClientID = cmp.Or(cfg.UserClientID, DefaultUserClientID)
 	cfg.UserClientSecret = cmp.Or(cfg.UserClientSecret, DefaultUserClientSecret)
 	cfg.TokenTTL = cmp.Or(cfg.TokenTTL, DefaultTokenTTL)
+	cfg.LimitRequests = cmp.Or(cfg.LimitRequests, DefaultLimitRequests)
+	cfg.LimitExecSeconds = cmp.Or(cfg.LimitExecSeconds, DefaultLimitExecSeconds)
+	cfg.LimitConcurrent = cmp.Or(cfg.LimitConcurrent, DefaultLimitConcurrent)
+	cfg.DOPHint = cmp.Or(cfg.DOPHint, DefaultDOPHint)
+	cfg.FaultRate = min(max(cfg.FaultRate, 0), 1)
+	if cfg.Rand == nil {
+		cfg.Rand = rand.NewPCG(rand.Uint64(), rand.Uint64())
+	}
+	cfg.WebhookTimeout = cmp.Or(cfg.WebhookTimeout, DefaultWebhookTimeout)
+	cfg.WebhookWorkers = cmp.Or(cfg.WebhookWorkers, DefaultWebhookWorkers)
+	if cfg.WebhookClient == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = cfg.WebhookWorkers
+		cfg.WebhookClient = &http.Client{Transport: tr}
+	}
+	cfg.DeliveryLogSize = cmp.Or(cfg.DeliveryLogSize, DefaultDeliveryLogSize)
 	e := &Emulator{
 		cfg:     cfg,
 		now:     cfg.Now,
@@ -144,6 +222,10 @@ func New(cfg Config) *Emulator {
 		cfg.UserClientID: {secret: cfg.UserClientSecret, user: e.adminUser},
 	}
 	e.tokens.m = map[string]issuedToken{}
+	e.limits = newThrottle(cfg)
+	e.faults = &faults{rate: cfg.FaultRate, rnd: rand.New(cfg.Rand)}
+	e.hooks = newDeliverer(cfg, e.now, e.log)
+	e.wait = sleepContext
 	e.seed()
 
 	e.mux = http.NewServeMux()
@@ -186,7 +268,11 @@ func (e *Emulator) seed() {
 		"internalemailaddress": AdminDomainName,
 		"businessunitid":       ref{"businessunit", e.rootBU},
 	})
+	e.seedMessages(put)
 }
+
+// newID is a new row id, lower-case as Dataverse writes them.
+func newID() string { return uuid.NewString() }
 
 // ApplicationUserID is the systemuserid of crmsync@emulator.test, the identity of
 // Config.ClientID, so tests can recognise crmsync's own writes.
@@ -222,7 +308,7 @@ func (e *Emulator) Create(entitySet string, row map[string]any) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", entitySet, err)
 	}
-	rec, err := e.createRow(t, e.principal(e.appUser), body, "")
+	rec, err := e.createRow(t, e.principal(e.appUser), body)
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", entitySet, err)
 	}
@@ -267,22 +353,25 @@ func (e *Emulator) URL() string {
 }
 
 // Close stops a started emulator, letting requests in flight finish for up to five
-// seconds.
+// seconds, then lets queued webhook deliveries finish for up to five more and
+// cancels the rest. Call it also for an emulator served by another server
+// (httptest), so its webhook workers end.
 func (e *Emulator) Close() error {
 	e.srvMu.Lock()
 	srv := e.srv
 	e.srv = nil
 	e.srvMu.Unlock()
-	if srv == nil {
-		return nil
+	var err error
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if serr := srv.Shutdown(ctx); serr != nil {
+			_ = srv.Close()
+			err = fmt.Errorf("close emulator: %w", serr)
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("close emulator: %w", err)
-	}
-	return nil
+	e.hooks.close(5 * time.Second)
+	return err
 }
 
 // baseURL is how the caller reached the emulator, for OData-EntityId, nextLink and
@@ -295,17 +384,49 @@ func baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host
 }
 
-// serveAPI routes a Web API request: the caller is authenticated first, then the
-// path is split into an entity set, an optional key and what follows it.
+// serveAPI runs a Web API request through what stands between a client and
+// Dataverse's handlers: an injected fault, the caller's token, the
+// service-protection limits and the configured latency; then the path is split
+// into an entity set, an optional key and what follows it.
 func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
+	if e.cfg.DOPHint > 0 {
+		w.Header().Set("x-ms-dop-hint", strconv.Itoa(e.cfg.DOPHint))
+	}
+	fate := e.faults.next()
+	switch fate {
+	case faultUnavailable:
+		e.writeError(w, r, errUnavailable())
+		return
+	case faultCutBefore:
+		cut(w)
+		return
+	}
 	caller, err := e.authenticate(r)
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer authorization_uri=%s/common/oauth2/authorize, resource_id=%s/`, baseURL(r), baseURL(r)))
 		e.writeError(w, r, err)
 		return
 	}
-	if err := e.route(w, r, caller); err != nil {
+	left, err := e.limits.admit(caller.user, e.now())
+	if err != nil {
 		e.writeError(w, r, err)
+		return
+	}
+	start := time.Now() // handling time is real time, whatever Config.Now says
+	defer func() { e.limits.done(caller.user, e.now(), time.Since(start)) }()
+	if err := e.wait(r.Context(), e.cfg.Latency); err != nil {
+		return // the client went away
+	}
+	out := w
+	if fate == faultCutAfter {
+		out = &lostAnswer{h: http.Header{}}
+	}
+	setBudgetHeaders(out.Header(), left)
+	if err := e.route(out, r, caller); err != nil {
+		e.writeError(out, r, err)
+	}
+	if fate == faultCutAfter {
+		cut(w)
 	}
 }
 
@@ -360,7 +481,7 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, caller *princip
 	case http.MethodPatch:
 		return e.patch(w, r, t, id, caller)
 	case http.MethodDelete:
-		return e.delete(w, r, t, id)
+		return e.delete(w, r, t, id, caller)
 	}
 	return errMethod(r)
 }

@@ -78,7 +78,7 @@ func (b *testBundle) getToken(t *testing.T, id, secret string) string {
 
 func (b *testBundle) tokenRequest(t *testing.T, form url.Values) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.PostForm(b.srv.URL+"/5f8e4a3c-tenant/oauth2/v2.0/token", form)
+	resp, err := b.srv.Client().PostForm(b.srv.URL+"/5f8e4a3c-tenant/oauth2/v2.0/token", form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,9 @@ func (b *testBundle) callAs(t *testing.T, token, method, path string, body any, 
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Add(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// The server's own client: parallel tests closing their servers call
+	// CloseIdleConnections on http.DefaultTransport, which breaks requests in flight.
+	resp, err := b.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +276,7 @@ func TestTokenEndpointTakesBasicAuthAndOnlyPOST(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, b.srv.URL+"/common/oauth2/v2.0/token", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(DefaultClientID, DefaultClientSecret)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := b.srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +284,7 @@ func TestTokenEndpointTakesBasicAuthAndOnlyPOST(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("client_secret_basic: status %d, want 200", resp.StatusCode)
 	}
-	resp, err = http.Get(b.srv.URL + "/common/oauth2/v2.0/token")
+	resp, err = b.srv.Client().Get(b.srv.URL + "/common/oauth2/v2.0/token")
 	if err != nil {
 		t.Fatal(err)
 	}

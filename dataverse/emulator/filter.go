@@ -28,16 +28,34 @@ func (n andNode) eval(rec *record) bool { return n.l.eval(rec) && n.r.eval(rec) 
 func (n orNode) eval(rec *record) bool  { return n.l.eval(rec) || n.r.eval(rec) }
 func (n notNode) eval(rec *record) bool { return !n.x.eval(rec) }
 
-// operand is a column or a literal.
+// operand is a column, a column of the row a lookup points at
+// (sdkmessageid/name), or a literal.
 type operand struct {
 	col  *column
-	lit  any    // string, int64, float64, bool, time.Time, guid (string), nil
-	kind string // Edm type name of a literal; "" for null
+	via  *column // the lookup a navigation path follows; nil for the row's own column
+	to   string  // the table the navigation property targets
+	lit  any     // string, int64, float64, bool, time.Time, guid (string), nil
+	kind string  // Edm type name of a literal; "" for null
 	pos  int
+	rows rowFunc
 }
 
+// rowFunc finds the row a lookup points at; filters are evaluated under the
+// emulator's lock, so it may read the tables directly.
+type rowFunc func(r ref) *record
+
 func (o operand) value(rec *record) any {
-	if o.col != nil {
+	switch {
+	case o.via != nil:
+		r, ok := rec.vals[o.via.name].(ref)
+		if !ok || r.table != o.to {
+			return nil
+		}
+		if row := o.rows(r); row != nil {
+			return row.vals[o.col.name]
+		}
+		return nil
+	case o.col != nil:
 		return rec.vals[o.col.name]
 	}
 	return o.lit
@@ -85,12 +103,12 @@ func (n compareNode) eval(rec *record) bool {
 // funcNode is contains/startswith/endswith on a string column.
 type funcNode struct {
 	name  string
-	col   *column
+	arg   operand
 	lower string // the literal, lower-cased
 }
 
 func (n funcNode) eval(rec *record) bool {
-	s, ok := rec.vals[n.col.name].(string)
+	s, ok := n.arg.value(rec).(string)
 	if !ok {
 		return false
 	}
@@ -190,12 +208,17 @@ func compareFold(a, b string) int {
 	return cmpOrdered(int64(len(a)), int64(len(b)))
 }
 
-// parseFilter compiles $filter for a table; "" is no filter.
-func parseFilter(t *table, s string) (filterNode, error) {
+// parseFilter compiles $filter for a table; "" is no filter. Navigation paths
+// (sdkmessageid/name) need reg and rows; without them they answer 501.
+func parseFilter(t *table, s string) (filterNode, error) { return parseFilterNav(t, s, nil, nil) }
+
+// parseFilterNav compiles $filter with one level of single-valued navigation
+// paths, "<navigation property>/<column>", as §7.6 queries sdkmessagefilters.
+func parseFilterNav(t *table, s string, reg *registry, rows rowFunc) (filterNode, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
-	p := &filterParser{t: t, src: s}
+	p := &filterParser{t: t, src: s, reg: reg, rows: rows}
 	if err := p.advance(); err != nil {
 		return nil, err
 	}
@@ -231,10 +254,12 @@ type token struct {
 }
 
 type filterParser struct {
-	t   *table
-	src string
-	pos int
-	tok token
+	t    *table
+	reg  *registry
+	rows rowFunc
+	src  string
+	pos  int
+	tok  token
 }
 
 func (p *filterParser) syntaxError(pos int) error {
@@ -488,7 +513,7 @@ func (p *filterParser) function() (filterNode, error) {
 	if arg.col == nil || arg.edm() != "Edm.String" || lit.col != nil || !isString || lit.kind != "Edm.String" {
 		return nil, errorf(http.StatusBadRequest, codeODataBadRequest, "No function signature for the function with name '%s' matches the specified arguments (at position %d).", name, pos)
 	}
-	return funcNode{name: name, col: arg.col, lower: strings.ToLower(s)}, nil
+	return funcNode{name: name, arg: arg, lower: strings.ToLower(s)}, nil
 }
 
 // operand reads a column name or a literal.
@@ -532,10 +557,13 @@ func (p *filterParser) operand() (operand, error) {
 		case "true", "false":
 			o.lit, o.kind = tok.text == "true", "Edm.Boolean"
 		default:
-			if strings.Contains(tok.text, "/") {
-				return o, errNotImplemented("navigation paths in $filter ('" + tok.text + "')")
+			if navName, prop, ok := strings.Cut(tok.text, "/"); ok {
+				if err := p.navigation(&o, navName, prop); err != nil {
+					return o, err
+				}
+				break
 			}
-			c, ok := p.t.byProp[tok.text]
+			c, ok := p.t.readable(tok.text)
 			if !ok {
 				return o, errNoProperty(p.t, tok.text)
 			}
@@ -545,4 +573,29 @@ func (p *filterParser) operand() (operand, error) {
 		return o, p.syntaxError(tok.pos)
 	}
 	return o, p.advance()
+}
+
+// navigation resolves "<navigation property>/<column>" into o: a single-valued
+// navigation property of the table (one target) and a readable column there.
+func (p *filterParser) navigation(o *operand, navName, prop string) error {
+	if p.reg == nil || p.rows == nil || strings.Contains(prop, "/") {
+		return errNotImplemented("the navigation path '" + navName + "/" + prop + "' in $filter")
+	}
+	nr, ok := p.t.byNav[navName]
+	if !ok {
+		return errNoProperty(p.t, navName)
+	}
+	if len(nr.nav.targets) != 1 {
+		return errNotImplemented("navigation paths through polymorphic lookups ('" + navName + "')")
+	}
+	target := p.reg.byName[nr.nav.targets[0]]
+	if target == nil {
+		return errSegment(nr.nav.targets[0])
+	}
+	c, ok := target.readable(prop)
+	if !ok {
+		return errNoProperty(target, prop)
+	}
+	o.col, o.via, o.to, o.rows = c, nr.col, target.logical, p.rows
+	return nil
 }

@@ -55,7 +55,7 @@ func parseOrderBy(t *table, v string) ([]orderKey, error) {
 		if len(fields) == 0 || len(fields) > 2 {
 			return nil, errorf(http.StatusBadRequest, codeODataBadRequest, "Syntax error at position %d in '%s'.", len(v), v)
 		}
-		c, ok := t.byProp[fields[0]]
+		c, ok := t.readable(fields[0])
 		if !ok {
 			return nil, errNoProperty(t, fields[0])
 		}
@@ -229,7 +229,7 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 	if err != nil {
 		return err
 	}
-	filter, err := parseFilter(t, q.Get("$filter"))
+	filter, err := parseFilterNav(t, q.Get("$filter"), e.reg, e.rowOf)
 	if err != nil {
 		return err
 	}
@@ -355,7 +355,7 @@ func (e *Emulator) count(w http.ResponseWriter, r *http.Request, t *table) error
 	if err := checkQueryOptions(r, "$filter"); err != nil {
 		return err
 	}
-	filter, err := parseFilter(t, r.URL.Query().Get("$filter"))
+	filter, err := parseFilterNav(t, r.URL.Query().Get("$filter"), e.reg, e.rowOf)
 	if err != nil {
 		return err
 	}
@@ -373,3 +373,6 @@ func (e *Emulator) count(w http.ResponseWriter, r *http.Request, t *table) error
 	_, _ = w.Write([]byte(strconv.Itoa(min(n, maxPageSize))))
 	return nil
 }
+
+// rowOf is the rowFunc of $filter navigation paths; callers hold e.mu.
+func (e *Emulator) rowOf(r ref) *record { return e.rows[r.table][r.id] }

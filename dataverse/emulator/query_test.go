@@ -174,7 +174,8 @@ func TestServiceDocument(t *testing.T) {
 	for _, v := range values(t, a) {
 		sets = append(sets, v["name"].(string))
 	}
-	want := "contacts,accounts,leads,lists,listmembers,campaigns,campaignactivities,campaignresponses,cs_subscriptions,systemusers,businessunits"
+	want := "contacts,accounts,leads,lists,listmembers,campaigns,campaignactivities,campaignresponses,cs_subscriptions,systemusers,businessunits," +
+		"serviceendpoints,sdkmessages,sdkmessagefilters,sdkmessageprocessingsteps,sdkmessageprocessingstepimages"
 	if strings.Join(sets, ",") != want {
 		t.Errorf("entity sets %v", sets)
 	}

@@ -100,7 +100,7 @@ func parseSelect(t *table, v string) ([]*column, error) {
 	cols := []*column{t.byName[t.pk]}
 	for name := range strings.SplitSeq(v, ",") {
 		name = strings.TrimSpace(name)
-		c, ok := t.byProp[name]
+		c, ok := t.readable(name)
 		if !ok {
 			return nil, errNoProperty(t, name)
 		}
@@ -196,6 +196,9 @@ func (e *Emulator) appendRowFields(b []byte, t *table, rec *record, sel []*colum
 		cols = t.columns
 	}
 	for _, c := range cols {
+		if c.secret {
+			continue
+		}
 		v := rec.vals[c.name]
 		prop := c.property()
 		if v != nil && ann.any() {

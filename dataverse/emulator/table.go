@@ -95,6 +95,13 @@ type column struct {
 	required bool     // SystemRequired: a create without it is refused
 	access   access
 	navs     []nav // lookups only
+	// secret columns can be written but never read (IsValidForRead = false, like
+	// serviceendpoint.authvalue): reads leave them out, $select and $filter do not
+	// know them, webhook bodies never carry them.
+	secret bool
+	// cascade deletes the row when the row its lookup points at is deleted
+	// (a step with its endpoint, an image with its step), instead of clearing it.
+	cascade bool
 }
 
 // property is the name a column has in JSON and in $select/$filter: lookups read as
@@ -126,7 +133,11 @@ type table struct {
 	columns     []*column
 	states      []stateDef
 	noDelete    bool                      // systemuser, businessunit
+	noWrite     bool                      // sdkmessage, sdkmessagefilter: the platform's own rows, read-only through the API
 	derive      func(vals map[string]any) // recomputes read-only columns (fullname) after a write
+	// check validates a row about to be written (vals is the row after the change),
+	// for rules that span columns or rows; it runs under the emulator's lock.
+	check func(e *Emulator, vals map[string]any) error
 
 	byProp map[string]*column // by JSON property (_x_value for lookups)
 	byName map[string]*column // by logical name
@@ -162,6 +173,16 @@ func (t *table) statusState(status int) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// readable returns the column a read names by its JSON property ($select,
+// $filter, $orderby); secret columns are unknown to reads.
+func (t *table) readable(prop string) (*column, bool) {
+	c, ok := t.byProp[prop]
+	if !ok || c.secret {
+		return nil, false
+	}
+	return c, true
 }
 
 // registry holds the tables by logical name and by entity set.
@@ -281,10 +302,21 @@ func multiLookup(name, suffix string, targets ...string) *column {
 	return c
 }
 
-func (c *column) readOnly() *column         { c.access = readOnly; return c }
-func (c *column) notUpdatable() *column     { c.access = createOnly; return c }
-func (c *column) require() *column          { c.required = true; return c }
-func (c *column) withDefault(v any) *column { c.def = v; return c }
+func (c *column) readOnly() *column      { c.access = readOnly; return c }
+func (c *column) writeOnly() *column     { c.secret = true; return c }
+func (c *column) cascadeDelete() *column { c.cascade = true; return c }
+func (c *column) notUpdatable() *column  { c.access = createOnly; return c }
+func (c *column) require() *column       { c.required = true; return c }
+
+// withDefault sets the value a create takes when the body does not name the
+// column; an int becomes the int64 stored values use.
+func (c *column) withDefault(v any) *column {
+	if n, ok := v.(int); ok {
+		v = int64(n)
+	}
+	c.def = v
+	return c
+}
 
 // opts builds options from value/label pairs.
 func opts(pairs ...any) []option {

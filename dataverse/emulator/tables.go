@@ -16,7 +16,7 @@ func builtinTables() []*table {
 			{value: 1, label: "Inactive", defaultStatus: 2, statuses: opts(2, "Inactive")},
 		}
 	}
-	return []*table{
+	return append([]*table{
 		{
 			logical: "contact", set: "contacts", pk: "contactid", primaryName: "fullname", stateEnum: "ContactState",
 			columns: concat(personColumns(), consentColumns(), addressColumns(), []*column{
@@ -211,7 +211,7 @@ func builtinTables() []*table {
 				text("divisionname", 100),
 			},
 		},
-	}
+	}, registrationTables()...)
 }
 
 // personColumns are the name and e-mail columns contacts and leads share.

@@ -254,7 +254,7 @@ func (e *Emulator) create(w http.ResponseWriter, r *http.Request, t *table, call
 		return err
 	}
 	prefs := parsePrefer(r.Header)
-	rec, err := e.createRow(t, caller, body, "")
+	rec, err := e.createRow(t, caller, body)
 	if err != nil {
 		return err
 	}
@@ -269,15 +269,30 @@ func (e *Emulator) create(w http.ResponseWriter, r *http.Request, t *table, call
 	return nil
 }
 
-// createRow validates and inserts a row; urlID is the key of an upsert's URL.
-func (e *Emulator) createRow(t *table, caller *principal, body map[string]any, urlID string) (*record, error) {
+// createRow validates and inserts a row (POST) and raises its webhook events.
+func (e *Emulator) createRow(t *table, caller *principal, body map[string]any) (*record, error) {
+	if t.noWrite {
+		return nil, errReadOnlyTable(t, "Create")
+	}
 	ch, err := parseChange(e.reg, t, body)
 	if err != nil {
 		return nil, err
 	}
+	o := e.newOp(caller)
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.insertLocked(t, caller, ch, urlID)
+	rec, err := e.insertLocked(t, caller, ch, "")
+	var calls []*stepCall
+	if err == nil {
+		calls = e.hooksLocked(o, func() []rowChange { return createChanges(t, rec) })
+	}
+	e.mu.Unlock()
+	e.enqueue(calls)
+	return rec, err
+}
+
+// errReadOnlyTable refuses a write to a table only the platform writes.
+func errReadOnlyTable(t *table, method string) *apiError {
+	return errorf(http.StatusBadRequest, codeInvalidArgument, "The '%s' method does not support entities of type '%s'.", method, t.logical)
 }
 
 func (e *Emulator) insertLocked(t *table, caller *principal, ch *change, urlID string) (*record, error) {
@@ -291,7 +306,9 @@ func (e *Emulator) insertLocked(t *table, caller *principal, ch *change, urlID s
 		id = uuid.NewString()
 	}
 	if e.rows[t.logical][id] != nil {
-		return nil, errorf(http.StatusPreconditionFailed, codeDuplicateRecord, "A record with matching key values already exists.")
+		// What a POST with the id of an existing row gets: DuplicateRecord, whose
+		// documented text this is (§7.1); 412 as §4.6 lists for DuplicateRecord.
+		return nil, errorf(http.StatusPreconditionFailed, codeDuplicateRecord, "Cannot insert duplicate key.")
 	}
 	vals := map[string]any{t.pk: id}
 	for _, c := range t.columns {
@@ -332,12 +349,17 @@ func (e *Emulator) patch(w http.ResponseWriter, r *http.Request, t *table, id st
 	if err != nil {
 		return err
 	}
+	if t.noWrite {
+		return errReadOnlyTable(t, "Update")
+	}
 	ifMatch, ifNoneMatch := r.Header.Get("If-Match"), r.Header.Get("If-None-Match")
 	prefs := parsePrefer(r.Header)
+	o := e.newOp(caller)
 
 	e.mu.Lock()
 	rec := e.rows[t.logical][id]
 	created := false
+	var pre map[string]any // the row before an update; updates replace the map
 	switch {
 	case ifNoneMatch == "*":
 		if rec != nil {
@@ -355,14 +377,26 @@ func (e *Emulator) patch(w http.ResponseWriter, r *http.Request, t *table, id st
 			e.mu.Unlock()
 			return errorf(http.StatusPreconditionFailed, codeVersionMismatch, "The version of the existing record doesn't match the RowVersion property provided.")
 		}
+		pre = rec.vals
 		err = e.updateLocked(t, rec, ch, caller)
 	case rec == nil:
 		rec, err = e.insertLocked(t, caller, ch, id)
 		created = true
 	default:
+		pre = rec.vals
 		err = e.updateLocked(t, rec, ch, caller)
 	}
+	var calls []*stepCall
+	if err == nil {
+		calls = e.hooksLocked(o, func() []rowChange {
+			if created {
+				return createChanges(t, rec)
+			}
+			return updateChanges(t, rec.id, pre, rec.vals, sentColumns(t, ch, false))
+		})
+	}
 	e.mu.Unlock()
+	e.enqueue(calls)
 	if err != nil {
 		return err
 	}
@@ -474,6 +508,9 @@ func (e *Emulator) applyLocked(t *table, id string, vals map[string]any, ch *cha
 			return errorf(http.StatusBadRequest, codeInvalidArgument, "Attribute '%s' cannot be NULL: it is required on entity '%s'.", c.name, t.logical)
 		}
 	}
+	if t.check != nil {
+		return t.check(e, vals)
+	}
 	return nil
 }
 
@@ -546,23 +583,34 @@ func (e *Emulator) addMemberCountLocked(member map[string]any, delta int64) {
 }
 
 // delete handles DELETE /<set>(<id>), with an optional If-Match etag.
-func (e *Emulator) delete(w http.ResponseWriter, r *http.Request, t *table, id string) error {
+func (e *Emulator) delete(w http.ResponseWriter, r *http.Request, t *table, id string, caller *principal) error {
+	o := e.newOp(caller)
+	calls, err := e.deleteRow(t, id, r.Header.Get("If-Match"), o)
+	if err != nil {
+		return err
+	}
+	e.enqueue(calls)
+	w.Header().Set("OData-Version", "4.0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteRow removes a row and captures its webhook events.
+func (e *Emulator) deleteRow(t *table, id, ifMatch string, o op) ([]*stepCall, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rec := e.rows[t.logical][id]
 	if rec == nil {
-		return errNotFound(t, id)
+		return nil, errNotFound(t, id)
 	}
 	if t.noDelete {
-		return errorf(http.StatusBadRequest, codeInvalidArgument, "The 'Delete' method does not support entities of type '%s'.", t.logical)
+		return nil, errReadOnlyTable(t, "Delete")
 	}
-	if h := r.Header.Get("If-Match"); h != "" && !etagMatches(h, rec) {
-		return errorf(http.StatusPreconditionFailed, codeVersionMismatch, "The version of the existing record doesn't match the RowVersion property provided.")
+	if ifMatch != "" && !etagMatches(ifMatch, rec) {
+		return nil, errorf(http.StatusPreconditionFailed, codeVersionMismatch, "The version of the existing record doesn't match the RowVersion property provided.")
 	}
 	e.removeLocked(t, rec)
-	w.Header().Set("OData-Version", "4.0")
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return e.hooksLocked(o, func() []rowChange { return deleteChanges(t, rec) }), nil
 }
 
 // removeLocked deletes a row and what depends on it: list memberships cascade
@@ -584,6 +632,11 @@ func (e *Emulator) removeLocked(t *table, rec *record) {
 		for _, row := range e.rows[other.logical] {
 			var changed map[string]any
 			for _, c := range other.columns {
+				if c.cascade && row.vals[c.name] == gone {
+					e.removeLocked(other, row) // a step goes with its endpoint, an image with its step
+					changed = nil
+					break
+				}
 				if c.typ == typeLookup && row.vals[c.name] == gone {
 					if changed == nil {
 						changed = maps.Clone(row.vals)

@@ -92,7 +92,7 @@ func TestCreateWithChosenIDAndDuplicates(t *testing.T) {
 		t.Errorf("id %q, want %q", got, id)
 	}
 	b.call(t, http.MethodPost, "contacts", map[string]any{"contactid": id}).
-		wantError(t, http.StatusPreconditionFailed, codeDuplicateRecord, "A record with matching key values already exists.")
+		wantError(t, http.StatusPreconditionFailed, codeDuplicateRecord, "Cannot insert duplicate key.")
 }
 
 func TestPatchSemantics(t *testing.T) {
