@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -270,9 +271,9 @@ func (e *Engine) handle(ctx context.Context, log *slog.Logger, m queue.Message) 
 	}
 	log = log.With(slog.String("tenant", ev.Tenant), slog.String("connection", ev.ConnectionID))
 
-	err = e.process(ctx, ev)
+	warnings, err := e.process(ctx, ev)
 	attempts := ev.Attempts + 1
-	status, lastErr := store.InboxProcessed, ""
+	status, lastErr := store.InboxProcessed, strings.Join(warnings, "; ")
 	if err != nil {
 		lastErr = err.Error()
 		status = store.InboxPending
@@ -288,41 +289,41 @@ func (e *Engine) handle(ctx context.Context, log *slog.Logger, m queue.Message) 
 	return status != store.InboxPending
 }
 
-func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) error {
+func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) (warnings []string, err error) {
 	if ev.Source == "reaction" {
 		// Stored and kept; campaign sends, which reactions belong to, are not built yet.
-		return Permanent(errors.New("reaction events are not processed by this version; replay them once campaign sends are available"))
+		return nil, Permanent(errors.New("reaction events are not processed by this version; replay them once campaign sends are available"))
 	}
 	body, err := e.cfg.Store.InboxEventBody(ctx, ev.ID)
 	if errors.Is(err, store.ErrNotFound) {
-		return Permanent(errors.New("the event's body is missing from the store"))
+		return nil, Permanent(errors.New("the event's body is missing from the store"))
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ev.Body = body
 	ec, err := dataverse.Decode([]byte(body))
 	if err != nil {
-		return Permanent(fmt.Errorf("decode event: %w", err))
+		return nil, Permanent(fmt.Errorf("decode event: %w", err))
 	}
 	if ev.SizeExceeded {
 		ec.MarkSizeExceeded()
 	}
 	conn, err := e.cfg.Store.ConnectionForWebhook(ctx, ev.ConnectionID)
 	if errors.Is(err, store.ErrNotFound) {
-		return Permanent(errors.New("the connection no longer exists"))
+		return nil, Permanent(errors.New("the connection no longer exists"))
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	key := StepKey{Message: ec.MessageName, Entity: ec.PrimaryEntityName, Stage: ec.Stage}
 	event := &Event{Inbox: ev, Context: ec, Connection: conn}
 	for _, s := range e.cfg.Registry.Steps(key) {
 		if err := s.Apply(ctx, event); err != nil {
-			return fmt.Errorf("step %s: %w", key, err)
+			return nil, fmt.Errorf("step %s: %w", key, err)
 		}
 	}
-	return nil
+	return event.warnings, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

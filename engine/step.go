@@ -15,7 +15,13 @@ type Event struct {
 	Inbox      *store.InboxEvent
 	Context    *dataverse.ExecutionContext
 	Connection *store.Connection
+
+	warnings []string
 }
+
+// Warn records something a step could not apply in full (an unknown option value, a
+// refused status): the event still succeeds, and the warning is its sync event's detail.
+func (ev *Event) Warn(msg string) { ev.warnings = append(ev.warnings, msg) }
 
 // Step is one unit of sync logic. Steps must be idempotent and order-insensitive:
 // the same events applied twice, or in another order, leave the same state.

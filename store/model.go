@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // RecipientType is the kind of CRM record a connection's subscribers become.
 type RecipientType string
@@ -103,6 +106,7 @@ type Connection struct {
 	DefaultLanguage     string               `bson:"defaultLanguage"`
 	ReactionSecret      []byte               `bson:"reactionSecret,omitempty"`
 	FieldMappings       []FieldMapping       `bson:"fieldMappings"`
+	LanguageMappings    []LanguageMapping    `bson:"languageMappings,omitempty"`
 	Registration        *WebhookRegistration `bson:"registration,omitempty"`
 	CreatedAt           time.Time            `bson:"createdAt"`
 }
@@ -159,11 +163,52 @@ type Subscriber struct {
 	DoubleOptInStatus DoubleOptInStatus `bson:"doubleOptInStatus"`
 	CRMRecord         *CRMRecordRef     `bson:"crmRecord,omitempty"`
 	CRMUnlinkedReason *string           `bson:"crmUnlinkedReason,omitempty"`
-	// CRMModifiedOn is the CRM's modifiedon of the last change applied from the CRM,
-	// so that an older event arriving late does not overwrite a newer one.
+	// CRMModifiedOn is the CRM's modifiedon of the newest change applied from the CRM.
 	CRMModifiedOn time.Time `bson:"crmModifiedOn,omitempty"`
-	CreatedAt     time.Time `bson:"createdAt"`
-	UpdatedAt     time.Time `bson:"updatedAt"`
+	// Stamps record, per field ("email", "language", "subscriptionState",
+	// "doubleOptInStatus", "fields.<name>"), when and on which side it last changed:
+	// merges are last-modified-wins per field, so events applied twice or out of
+	// order give the same result.
+	Stamps    map[string]Stamp `bson:"stamps,omitempty"`
+	CreatedAt time.Time        `bson:"createdAt"`
+	UpdatedAt time.Time        `bson:"updatedAt"`
+}
+
+// Side is where a change was made.
+type Side string
+
+// The two sides crmsync keeps in step.
+const (
+	SideCRM Side = "crm"
+	SideEMS Side = "ems"
+)
+
+// Stamp is when and where a field last changed.
+type Stamp struct {
+	At   time.Time `bson:"at"`
+	Side Side      `bson:"side"`
+}
+
+// Stamp returns the stamp of a field (zero when it never changed).
+func (s *Subscriber) Stamp(field string) Stamp { return s.Stamps[stampKey(field)] }
+
+// SetStamp records a change of field.
+func (s *Subscriber) SetStamp(field string, at time.Time, side Side) {
+	if s.Stamps == nil {
+		s.Stamps = map[string]Stamp{}
+	}
+	s.Stamps[stampKey(field)] = Stamp{At: at.UTC(), Side: side}
+}
+
+// stampKey keeps field paths usable as document keys, which may not contain '.'.
+func stampKey(field string) string { return strings.ReplaceAll(field, ".", ":") }
+
+// LanguageMapping turns a CRM attribute (an option set or an LCID) into the
+// subscriber's language and back, for the records of one business unit.
+type LanguageMapping struct {
+	BusinessUnitID string            `bson:"businessUnitId"`
+	CRMAttribute   string            `bson:"crmAttribute"`
+	Values         map[string]string `bson:"values"`
 }
 
 // CRMRecordRef points at the CRM row a subscriber is linked to.

@@ -261,14 +261,20 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, default
 		case err != nil:
 			return false, err
 		}
+		if created {
+			sub.SetStamp("email", now, SideEMS)
+		}
 		for k, v := range row.fields {
 			sub.Fields[k] = v
+			sub.SetStamp("fields."+k, now, SideEMS)
 		}
 		if row.lang != nil {
 			sub.Language = *row.lang
+			sub.SetStamp("language", now, SideEMS)
 		}
 		if row.state != nil {
 			sub.SubscriptionState = *row.state
+			sub.SetStamp("subscriptionState", now, SideEMS)
 		}
 		sub.UpdatedAt = now
 		return created, s.replaceByID(ctx, colSubscribers, sub.ID, &sub)
@@ -348,4 +354,67 @@ func (s *Store) CountSubscribers(ctx context.Context, tenant, groupID string) (i
 		return 0, unavailable("count subscribers", err)
 	}
 	return int(n), nil
+}
+
+// RemoveCRMLink forgets that a group's subscriber is linked to a CRM row (the row
+// was deleted or deactivated); the subscriber itself stays.
+func (s *Store) RemoveCRMLink(ctx context.Context, tenant, groupID string, ref CRMRecordRef) error {
+	_, err := s.db.Collection(colCRMLinks).DeleteOne(ctx, bson.D{{Key: "_id", Value: crmLinkID(tenant, groupID, ref)}})
+	if err != nil {
+		return unavailable("remove CRM link", err)
+	}
+	return nil
+}
+
+// ChangeEmail moves a subscriber to a new address in its group: it claims the new
+// address and releases the old one, so history and CRM links stay with the same
+// subscriber. When another subscriber of the group holds the new address, the two
+// merge into sub: fields sub lacks are taken from the other, which is deleted.
+// It returns the merged-away subscriber's id, if any. The caller saves sub.
+func (s *Store) ChangeEmail(ctx context.Context, sub *Subscriber, newEmail string) (mergedID string, err error) {
+	e, err := NormalizeEmail(newEmail)
+	if err != nil {
+		return "", invalid("email", "%v", err)
+	}
+	if e == sub.Email {
+		return "", nil
+	}
+	newClaim := addressClaim{ID: claimID(sub.Tenant, sub.GroupID, e), Tenant: sub.Tenant, GroupID: sub.GroupID, SubscriberID: sub.ID}
+	_, err = s.db.Collection(colAddresses).InsertOne(ctx, newClaim)
+	if mongo.IsDuplicateKeyError(err) {
+		var held addressClaim
+		if err := s.findByID(ctx, colAddresses, newClaim.ID, &held); err != nil {
+			return "", err
+		}
+		if held.SubscriberID != sub.ID {
+			var other Subscriber
+			switch err := s.findByID(ctx, colSubscribers, held.SubscriberID, &other); {
+			case err == nil:
+				for k, v := range other.Fields {
+					if _, ok := sub.Fields[k]; !ok {
+						if sub.Fields == nil {
+							sub.Fields = map[string]any{}
+						}
+						sub.Fields[k] = v
+					}
+				}
+				if _, err := s.db.Collection(colSubscribers).DeleteOne(ctx, bson.D{{Key: "_id", Value: other.ID}}); err != nil {
+					return "", unavailable("merge subscribers", err)
+				}
+				mergedID = other.ID
+			case !errors.Is(err, ErrNotFound):
+				return "", err
+			}
+			if err := s.replaceByID(ctx, colAddresses, newClaim.ID, &newClaim); err != nil {
+				return "", err
+			}
+		}
+	} else if err != nil {
+		return "", unavailable("claim address", err)
+	}
+	if _, err := s.db.Collection(colAddresses).DeleteOne(ctx, bson.D{{Key: "_id", Value: claimID(sub.Tenant, sub.GroupID, sub.Email)}}); err != nil {
+		return "", unavailable("release address", err)
+	}
+	sub.Email = e
+	return mergedID, nil
 }

@@ -1,0 +1,65 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"crmsync/store"
+)
+
+// subscriptionChanged applies a cs_subscription row, the CRM's record of one
+// person's subscription to one group: cs_subscribed sets the subscriber's state in
+// that group, the later change winning (a tie goes to the CRM).
+func subscriptionChanged(st RecipientStore, now func() time.Time) StepFunc {
+	return func(ctx context.Context, ev *Event) error {
+		row := ev.Context.Merged()
+		groupID, _ := row.String("cs_groupid")
+		subscribed, ok := row.Bool("cs_subscribed")
+		if groupID == "" || !ok {
+			ev.Warn("the subscription row has no cs_groupid or cs_subscribed; nothing to apply")
+			return nil
+		}
+		var ref store.CRMRecordRef
+		for _, col := range []string{"cs_contactid", "cs_leadid", "cs_accountid"} {
+			if r, ok := row.Reference(col); ok && r.ID != "" {
+				if rt, ok := store.RecipientTypeOf(r.LogicalName); ok {
+					ref = store.CRMRecordRef{Entity: rt, ID: strings.ToLower(r.ID)}
+				}
+			}
+		}
+		if ref.ID == "" {
+			ev.Warn("the subscription row names no contact, lead or account")
+			return nil
+		}
+		g, err := st.Group(ctx, ev.Connection.Tenant, groupID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && (g.ConnectionID != ev.Connection.ID || !g.CRMSync)) {
+			ev.Warn("cs_groupid " + groupID + " is not a CRM-synced group of this connection")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		sub, err := st.SubscriberByCRMRecord(ctx, g.Tenant, g.ID, ref)
+		if errors.Is(err, store.ErrNotFound) {
+			ev.Warn("no subscriber of the group is linked to " + strings.ToLower(string(ref.Entity)) + " " + ref.ID + " yet")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		at := changeTime(ev, row)
+		if at.Before(sub.Stamp("subscriptionState").At) {
+			return nil
+		}
+		state := store.Unsubscribed
+		if subscribed {
+			state = store.Subscribed
+		}
+		sub.SubscriptionState = state
+		sub.SetStamp("subscriptionState", at, store.SideCRM)
+		sub.UpdatedAt = now().UTC()
+		return st.SaveSubscriber(ctx, sub)
+	}
+}
