@@ -20,6 +20,14 @@ func (r *crmConnectionResolver) WebhookURL(ctx context.Context, obj *store.Conne
 	return r.PublicURL + webhookPath(obj.ID), nil
 }
 
+func (r *languageMappingResolver) Values(ctx context.Context, obj *store.LanguageMapping) (map[string]any, error) {
+	out := make(map[string]any, len(obj.Values))
+	for k, v := range obj.Values {
+		out[k] = v
+	}
+	return out, nil
+}
+
 func (r *mutationResolver) CreateConnection(ctx context.Context, input model.CreateConnectionInput) (*store.Connection, error) {
 	c, err := caller(ctx)
 	if err != nil {
@@ -44,6 +52,45 @@ func (r *mutationResolver) UpdateConnection(ctx context.Context, id string, inpu
 	return r.Store.UpdateConnection(ctx, c.Tenant, id, up)
 }
 
+func (r *mutationResolver) SetFieldMappings(ctx context.Context, connectionID string, mappings []*model.FieldMappingInput) ([]*store.FieldMapping, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := make([]store.FieldMapping, len(mappings))
+	for i, m := range mappings {
+		in[i] = store.FieldMapping{CRMEntity: m.CrmEntity, CRMAttribute: m.CrmAttribute, SubscriberField: m.SubscriberField,
+			Kind: m.Kind, LookupPath: m.LookupPath, OptionLabels: m.OptionLabels}
+	}
+	set, err := r.Store.SetFieldMappings(ctx, c.Tenant, connectionID, in)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*store.FieldMapping, len(set))
+	for i := range set {
+		out[i] = &set[i]
+	}
+	return out, nil
+}
+
+func (r *mutationResolver) SetLanguageMapping(ctx context.Context, connectionID string, input model.LanguageMappingInput) (*store.Connection, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	values := make(map[string]string, len(input.Values))
+	for k, v := range input.Values {
+		s, ok := v.(string)
+		if !ok {
+			return nil, &store.InvalidError{Field: "values", Reason: "must map option values or LCIDs to language codes (strings)"}
+		}
+		values[k] = s
+	}
+	return r.Store.SetLanguageMapping(ctx, c.Tenant, connectionID, store.LanguageMapping{
+		BusinessUnitID: input.BusinessUnitID, CRMAttribute: input.CrmAttribute, Values: values,
+	})
+}
+
 func (r *queryResolver) Connection(ctx context.Context, id string) (*store.Connection, error) {
 	c, err := caller(ctx)
 	if err != nil {
@@ -62,12 +109,17 @@ func (r *queryResolver) Connections(ctx context.Context) ([]*store.Connection, e
 
 func (r *Resolver) CrmConnection() generated.CrmConnectionResolver { return &crmConnectionResolver{r} }
 
+func (r *Resolver) LanguageMapping() generated.LanguageMappingResolver {
+	return &languageMappingResolver{r}
+}
+
 func (r *Resolver) Mutation() generated.MutationResolver { return &mutationResolver{r} }
 
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }
 
 type (
-	crmConnectionResolver struct{ *Resolver }
-	mutationResolver      struct{ *Resolver }
-	queryResolver         struct{ *Resolver }
+	crmConnectionResolver   struct{ *Resolver }
+	languageMappingResolver struct{ *Resolver }
+	mutationResolver        struct{ *Resolver }
+	queryResolver           struct{ *Resolver }
 )

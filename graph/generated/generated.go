@@ -32,6 +32,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	CrmConnection() CrmConnectionResolver
 	IngestStats() IngestStatsResolver
+	LanguageMapping() LanguageMappingResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscriber() SubscriberResolver
@@ -50,6 +51,7 @@ type ComplexityRoot struct {
 		DefaultLanguage   func(childComplexity int) int
 		FieldMappings     func(childComplexity int) int
 		ID                func(childComplexity int) int
+		LanguageMappings  func(childComplexity int) int
 		Name              func(childComplexity int) int
 		OrganizationURL   func(childComplexity int) int
 		OwnerLogin        func(childComplexity int) int
@@ -85,6 +87,12 @@ type ComplexityRoot struct {
 		Processed    func(childComplexity int) int
 	}
 
+	LanguageMapping struct {
+		BusinessUnitID func(childComplexity int) int
+		CRMAttribute   func(childComplexity int) int
+		Values         func(childComplexity int) int
+	}
+
 	MarketingList struct {
 		Group        func(childComplexity int) int
 		ID           func(childComplexity int) int
@@ -103,6 +111,8 @@ type ComplexityRoot struct {
 		CreateConnection      func(childComplexity int, input model.CreateConnectionInput) int
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
 		ReplayEvents          func(childComplexity int, recordID *string, status *model.SyncStatus) int
+		SetFieldMappings      func(childComplexity int, connectionID string, mappings []*model.FieldMappingInput) int
+		SetLanguageMapping    func(childComplexity int, connectionID string, input model.LanguageMappingInput) int
 		UpdateConnection      func(childComplexity int, id string, input model.UpdateConnectionInput) int
 		UpsertSubscribers     func(childComplexity int, groupID string, subscribers []*model.SubscriberInput) int
 	}
@@ -214,9 +224,14 @@ type IngestStatsResolver interface {
 	LatencyP99Ms(ctx context.Context, obj *store.IngestStats) (float64, error)
 	LatencyMaxMs(ctx context.Context, obj *store.IngestStats) (float64, error)
 }
+type LanguageMappingResolver interface {
+	Values(ctx context.Context, obj *store.LanguageMapping) (map[string]any, error)
+}
 type MutationResolver interface {
 	CreateConnection(ctx context.Context, input model.CreateConnectionInput) (*store.Connection, error)
 	UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error)
+	SetFieldMappings(ctx context.Context, connectionID string, mappings []*model.FieldMappingInput) ([]*store.FieldMapping, error)
+	SetLanguageMapping(ctx context.Context, connectionID string, input model.LanguageMappingInput) (*store.Connection, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
 	UpsertSubscribers(ctx context.Context, groupID string, subscribers []*model.SubscriberInput) (*store.UpsertResult, error)
 	ReplayEvents(ctx context.Context, recordID *string, status *model.SyncStatus) (int, error)
@@ -296,6 +311,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CrmConnection.ID(childComplexity), true
+	case "CrmConnection.languageMappings":
+		if e.ComplexityRoot.CrmConnection.LanguageMappings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.LanguageMappings(childComplexity), true
 	case "CrmConnection.name":
 		if e.ComplexityRoot.CrmConnection.Name == nil {
 			break
@@ -444,6 +465,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.IngestStats.Processed(childComplexity), true
 
+	case "LanguageMapping.businessUnitId":
+		if e.ComplexityRoot.LanguageMapping.BusinessUnitID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LanguageMapping.BusinessUnitID(childComplexity), true
+	case "LanguageMapping.crmAttribute":
+		if e.ComplexityRoot.LanguageMapping.CRMAttribute == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LanguageMapping.CRMAttribute(childComplexity), true
+	case "LanguageMapping.values":
+		if e.ComplexityRoot.LanguageMapping.Values == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LanguageMapping.Values(childComplexity), true
+
 	case "MarketingList.group":
 		if e.ComplexityRoot.MarketingList.Group == nil {
 			break
@@ -544,6 +584,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ReplayEvents(childComplexity, args["recordId"].(*string), args["status"].(*model.SyncStatus)), true
+	case "Mutation.setFieldMappings":
+		if e.ComplexityRoot.Mutation.SetFieldMappings == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setFieldMappings_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetFieldMappings(childComplexity, args["connectionId"].(string), args["mappings"].([]*model.FieldMappingInput)), true
+	case "Mutation.setLanguageMapping":
+		if e.ComplexityRoot.Mutation.SetLanguageMapping == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setLanguageMapping_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetLanguageMapping(childComplexity, args["connectionId"].(string), args["input"].(model.LanguageMappingInput)), true
 	case "Mutation.updateConnection":
 		if e.ComplexityRoot.Mutation.UpdateConnection == nil {
 			break
@@ -962,6 +1024,8 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("CreateConnectionInput", ec.unmarshalInputCreateConnectionInput),
 			graphql.NewInputUnmarshaler("CreateSubscriberGroupInput", ec.unmarshalInputCreateSubscriberGroupInput),
+			graphql.NewInputUnmarshaler("FieldMappingInput", ec.unmarshalInputFieldMappingInput),
+			graphql.NewInputUnmarshaler("LanguageMappingInput", ec.unmarshalInputLanguageMappingInput),
 			graphql.NewInputUnmarshaler("SubscriberInput", ec.unmarshalInputSubscriberInput),
 			graphql.NewInputUnmarshaler("UpdateConnectionInput", ec.unmarshalInputUpdateConnectionInput),
 			graphql.NewInputUnmarshaler("WebhookAuthInput", ec.unmarshalInputWebhookAuthInput),
@@ -1076,6 +1140,7 @@ type CrmConnection {
   webhookPath: String!
   webhookUrl: String!
   fieldMappings: [FieldMapping!]!
+  languageMappings: [LanguageMapping!]!
   registration: WebhookRegistration
   createdAt: Time!
 }
@@ -1131,6 +1196,28 @@ input UpdateConnectionInput {
   reactionSecret: String
 }
 
+input FieldMappingInput {
+  crmEntity: String!
+  crmAttribute: String!
+  "email, language, doubleOptInStatus, subscriptionState or fields.<name>"
+  subscriberField: String!
+  kind: MappingKind!
+  "<lookup attribute>.<attribute of the related row>, e.g. parentcustomerid.name"
+  lookupPath: String
+  "option value → label, e.g. {\"1\":\"Herr\",\"2\":\"Frau\"}"
+  optionLabels: JSON
+}
+
+input LanguageMappingInput {
+  businessUnitId: ID!
+  crmAttribute: String!
+  "option values (or LCIDs) → ISO 639-1 codes, e.g. {\"1031\":\"de\",\"1033\":\"en\"}"
+  values: JSON!
+}
+
+"A business unit's language mapping."
+type LanguageMapping { businessUnitId: ID! crmAttribute: String! values: JSON! }
+
 type Query {
   connection(id: ID!): CrmConnection @hasRole(role: VIEWER)
   connections: [CrmConnection!]! @hasRole(role: VIEWER)
@@ -1139,6 +1226,8 @@ type Query {
 type Mutation {
   createConnection(input: CreateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
   updateConnection(id: ID!, input: UpdateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
+  setFieldMappings(connectionId: ID!, mappings: [FieldMappingInput!]!): [FieldMapping!]! @hasRole(role: ADMIN)
+  setLanguageMapping(connectionId: ID!, input: LanguageMappingInput!): CrmConnection! @hasRole(role: ADMIN)
 }
 `, BuiltIn: false},
 	{Name: "../../schema/group.graphqls", Input: `# Subscriber groups and the marketing lists linked to them.
@@ -1292,6 +1381,8 @@ func (ec *executionContext) childFields_CrmConnection(ctx context.Context, field
 		return ec.fieldContext_CrmConnection_webhookUrl(ctx, field)
 	case "fieldMappings":
 		return ec.fieldContext_CrmConnection_fieldMappings(ctx, field)
+	case "languageMappings":
+		return ec.fieldContext_CrmConnection_languageMappings(ctx, field)
 	case "registration":
 		return ec.fieldContext_CrmConnection_registration(ctx, field)
 	case "createdAt":
@@ -1348,6 +1439,18 @@ func (ec *executionContext) childFields_IngestStats(ctx context.Context, field g
 		return ec.fieldContext_IngestStats_latencyMaxMs(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type IngestStats", field.Name)
+}
+
+func (ec *executionContext) childFields_LanguageMapping(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "businessUnitId":
+		return ec.fieldContext_LanguageMapping_businessUnitId(ctx, field)
+	case "crmAttribute":
+		return ec.fieldContext_LanguageMapping_crmAttribute(ctx, field)
+	case "values":
+		return ec.fieldContext_LanguageMapping_values(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LanguageMapping", field.Name)
 }
 
 func (ec *executionContext) childFields_MarketingList(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1719,6 +1822,50 @@ func (ec *executionContext) field_Mutation_replayEvents_args(ctx context.Context
 		return nil, err
 	}
 	args["status"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setFieldMappings_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "mappings",
+		func(ctx context.Context, v any) ([]*model.FieldMappingInput, error) {
+			return ec.unmarshalNFieldMappingInput2ᚕᚖcrmsyncᚋgraphᚋmodelᚐFieldMappingInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["mappings"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setLanguageMapping_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.LanguageMappingInput, error) {
+			return ec.unmarshalNLanguageMappingInput2crmsyncᚋgraphᚋmodelᚐLanguageMappingInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
 	return args, nil
 }
 
@@ -2254,6 +2401,38 @@ func (ec *executionContext) fieldContext_CrmConnection_fieldMappings(_ context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _CrmConnection_languageMappings(ctx context.Context, field graphql.CollectedField, obj *store.Connection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CrmConnection_languageMappings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LanguageMappings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []store.LanguageMapping) graphql.Marshaler {
+			return ec.marshalNLanguageMapping2ᚕcrmsyncᚋstoreᚐLanguageMappingᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CrmConnection_languageMappings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CrmConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LanguageMapping(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CrmConnection_registration(ctx context.Context, field graphql.CollectedField, obj *store.Connection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2677,6 +2856,75 @@ func (ec *executionContext) fieldContext_IngestStats_latencyMaxMs(_ context.Cont
 	return graphql.NewScalarFieldContext("IngestStats", field, true, true, "Float")
 }
 
+func (ec *executionContext) _LanguageMapping_businessUnitId(ctx context.Context, field graphql.CollectedField, obj *store.LanguageMapping) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LanguageMapping_businessUnitId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BusinessUnitID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LanguageMapping_businessUnitId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LanguageMapping", field, false, false, "ID")
+}
+
+func (ec *executionContext) _LanguageMapping_crmAttribute(ctx context.Context, field graphql.CollectedField, obj *store.LanguageMapping) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LanguageMapping_crmAttribute(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CRMAttribute, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LanguageMapping_crmAttribute(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LanguageMapping", field, false, false, "String")
+}
+
+func (ec *executionContext) _LanguageMapping_values(ctx context.Context, field graphql.CollectedField, obj *store.LanguageMapping) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LanguageMapping_values(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LanguageMapping().Values(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalNJSON2map(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LanguageMapping_values(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LanguageMapping", field, true, true, "JSON")
+}
+
 func (ec *executionContext) _MarketingList_id(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3057,6 +3305,130 @@ func (ec *executionContext) fieldContext_Mutation_updateConnection(ctx context.C
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_updateConnection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setFieldMappings(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setFieldMappings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetFieldMappings(ctx, fc.Args["connectionId"].(string), fc.Args["mappings"].([]*model.FieldMappingInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal []*store.FieldMapping
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal []*store.FieldMapping
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*store.FieldMapping) graphql.Marshaler {
+			return ec.marshalNFieldMapping2ᚕᚖcrmsyncᚋstoreᚐFieldMappingᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setFieldMappings(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FieldMapping(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setFieldMappings_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setLanguageMapping(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setLanguageMapping(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetLanguageMapping(ctx, fc.Args["connectionId"].(string), fc.Args["input"].(model.LanguageMappingInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *store.Connection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Connection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Connection) graphql.Marshaler {
+			return ec.marshalNCrmConnection2ᚖcrmsyncᚋstoreᚐConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setLanguageMapping(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CrmConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setLanguageMapping_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -6263,6 +6635,139 @@ func UnmarshalCreateSubscriberGroupInput(ctx context.Context, raw any) (model.Cr
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputFieldMappingInput(ctx context.Context, obj any) (model.FieldMappingInput, error) {
+	var it model.FieldMappingInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"crmEntity", "crmAttribute", "subscriberField", "kind", "lookupPath", "optionLabels"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "crmEntity":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("crmEntity"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CrmEntity = data
+		case "crmAttribute":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("crmAttribute"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CrmAttribute = data
+		case "subscriberField":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subscriberField"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubscriberField = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNMappingKind2crmsyncᚋstoreᚐMappingKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "lookupPath":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("lookupPath"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LookupPath = data
+		case "optionLabels":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("optionLabels"))
+			data, err := ec.unmarshalOJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OptionLabels = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalFieldMappingInput unmarshals raw into the FieldMappingInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalFieldMappingInput(ctx context.Context, raw any) (model.FieldMappingInput, error) {
+	var out model.FieldMappingInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "FieldMappingInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputLanguageMappingInput(ctx context.Context, obj any) (model.LanguageMappingInput, error) {
+	var it model.LanguageMappingInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"businessUnitId", "crmAttribute", "values"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "businessUnitId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("businessUnitId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BusinessUnitID = data
+		case "crmAttribute":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("crmAttribute"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CrmAttribute = data
+		case "values":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("values"))
+			data, err := ec.unmarshalNJSON2map(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Values = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalLanguageMappingInput unmarshals raw into the LanguageMappingInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalLanguageMappingInput(ctx context.Context, raw any) (model.LanguageMappingInput, error) {
+	var out model.LanguageMappingInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "LanguageMappingInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSubscriberInput(ctx context.Context, obj any) (model.SubscriberInput, error) {
 	var it model.SubscriberInput
 	if obj == nil {
@@ -6556,6 +7061,11 @@ func (ec *executionContext) _CrmConnection(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "languageMappings":
+			out.Values[i] = ec._CrmConnection_languageMappings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "registration":
 			out.Values[i] = ec._CrmConnection_registration(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
@@ -6751,6 +7261,50 @@ func (ec *executionContext) _IngestStats(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var languageMappingImplementors = []string{"LanguageMapping"}
+
+func (ec *executionContext) _LanguageMapping(ctx context.Context, sel ast.SelectionSet, obj *store.LanguageMapping) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, languageMappingImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LanguageMapping")
+		case "businessUnitId":
+			out.Values[i] = ec._LanguageMapping_businessUnitId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "crmAttribute":
+			out.Values[i] = ec._LanguageMapping_crmAttribute(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "values":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LanguageMapping_values(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var marketingListImplementors = []string{"MarketingList"}
 
 func (ec *executionContext) _MarketingList(ctx context.Context, sel ast.SelectionSet, obj *model.MarketingList) graphql.Marshaler {
@@ -6863,6 +7417,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "updateConnection":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateConnection(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setFieldMappings":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setFieldMappings(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setLanguageMapping":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setLanguageMapping(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -8019,6 +8587,49 @@ func (ec *executionContext) marshalNFieldMapping2ᚕcrmsyncᚋstoreᚐFieldMappi
 	return ret
 }
 
+func (ec *executionContext) marshalNFieldMapping2ᚕᚖcrmsyncᚋstoreᚐFieldMappingᚄ(ctx context.Context, sel ast.SelectionSet, v []*store.FieldMapping) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFieldMapping2ᚖcrmsyncᚋstoreᚐFieldMapping(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNFieldMapping2ᚖcrmsyncᚋstoreᚐFieldMapping(ctx context.Context, sel ast.SelectionSet, v *store.FieldMapping) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "FieldMapping!")
+		return graphql.Null
+	}
+	return ec._FieldMapping(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFieldMappingInput2ᚕᚖcrmsyncᚋgraphᚋmodelᚐFieldMappingInputᚄ(ctx context.Context, v any) ([]*model.FieldMappingInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.FieldMappingInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNFieldMappingInput2ᚖcrmsyncᚋgraphᚋmodelᚐFieldMappingInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNFieldMappingInput2ᚖcrmsyncᚋgraphᚋmodelᚐFieldMappingInput(ctx context.Context, v any) (*model.FieldMappingInput, error) {
+	res, err := ec.unmarshalInputFieldMappingInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
 	res, err := graphql.UnmarshalFloatContext(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -8085,6 +8696,31 @@ func (ec *executionContext) marshalNJSON2map(ctx context.Context, sel ast.Select
 		graphql.AddInvalidNullFromMarshaler(ctx, "JSON!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNLanguageMapping2crmsyncᚋstoreᚐLanguageMapping(ctx context.Context, sel ast.SelectionSet, v store.LanguageMapping) graphql.Marshaler {
+	return ec._LanguageMapping(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNLanguageMapping2ᚕcrmsyncᚋstoreᚐLanguageMappingᚄ(ctx context.Context, sel ast.SelectionSet, v []store.LanguageMapping) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNLanguageMapping2crmsyncᚋstoreᚐLanguageMapping(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNLanguageMappingInput2crmsyncᚋgraphᚋmodelᚐLanguageMappingInput(ctx context.Context, v any) (model.LanguageMappingInput, error) {
+	res, err := ec.unmarshalInputLanguageMappingInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNListType2crmsyncᚋgraphᚋmodelᚐListType(ctx context.Context, v any) (model.ListType, error) {

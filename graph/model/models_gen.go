@@ -33,6 +33,25 @@ type CreateSubscriberGroupInput struct {
 	CrmSync      *bool   `json:"crmSync,omitempty"`
 }
 
+type FieldMappingInput struct {
+	CrmEntity    string `json:"crmEntity"`
+	CrmAttribute string `json:"crmAttribute"`
+	// email, language, doubleOptInStatus, subscriptionState or fields.<name>
+	SubscriberField string            `json:"subscriberField"`
+	Kind            store.MappingKind `json:"kind"`
+	// <lookup attribute>.<attribute of the related row>, e.g. parentcustomerid.name
+	LookupPath *string `json:"lookupPath,omitempty"`
+	// option value → label, e.g. {"1":"Herr","2":"Frau"}
+	OptionLabels map[string]any `json:"optionLabels,omitempty"`
+}
+
+type LanguageMappingInput struct {
+	BusinessUnitID string `json:"businessUnitId"`
+	CrmAttribute   string `json:"crmAttribute"`
+	// option values (or LCIDs) → ISO 639-1 codes, e.g. {"1031":"de","1033":"en"}
+	Values map[string]any `json:"values"`
+}
+
 type MarketingList struct {
 	ID           string              `json:"id"`
 	Name         string              `json:"name"`
