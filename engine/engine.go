@@ -33,6 +33,9 @@ type Config struct {
 	Consumer string
 	// Registry holds the steps; default: the built-in sync steps.
 	Registry *Registry
+	// CRM gives the Web API clients for writing to the CRM; without it, eMS-side
+	// changes fail with that reason (and can be replayed later).
+	CRM *CRMClients
 	// BatchSize is how many entries one read takes; default 64.
 	BatchSize int
 	// Block is how long one read waits for entries; default 2 s.
@@ -77,6 +80,10 @@ func (c *Config) setDefaults() error {
 	if c.Registry == nil {
 		c.Registry = NewRegistry()
 		registerRecipientSteps(c.Registry, c.Store, c.Now)
+		if c.CRM != nil {
+			c.Registry.Handle(StepKey{Message: MessageSubscriberChanged, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation},
+				subscriberToCRM(c.Store, c.CRM, c.Now))
+		}
 	}
 	c.BatchSize = cmp.Or(c.BatchSize, 64)
 	c.Block = cmp.Or(c.Block, 2*time.Second)
@@ -294,20 +301,9 @@ func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) (warnings []
 		// Stored and kept; campaign sends, which reactions belong to, are not built yet.
 		return nil, Permanent(errors.New("reaction events are not processed by this version; replay them once campaign sends are available"))
 	}
-	body, err := e.cfg.Store.InboxEventBody(ctx, ev.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, Permanent(errors.New("the event's body is missing from the store"))
-	}
+	ec, err := e.context(ctx, ev)
 	if err != nil {
 		return nil, err
-	}
-	ev.Body = body
-	ec, err := dataverse.Decode([]byte(body))
-	if err != nil {
-		return nil, Permanent(fmt.Errorf("decode event: %w", err))
-	}
-	if ev.SizeExceeded {
-		ec.MarkSizeExceeded()
 	}
 	conn, err := e.cfg.Store.ConnectionForWebhook(ctx, ev.ConnectionID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -324,6 +320,30 @@ func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) (warnings []
 		}
 	}
 	return event.warnings, nil
+}
+
+// context gives the execution context of an event: decoded from the body of a
+// Dataverse webhook, made up for an eMS-side change (its record and message).
+func (e *Engine) context(ctx context.Context, ev *store.InboxEvent) (*dataverse.ExecutionContext, error) {
+	if ev.Source == SourceEMS {
+		return &dataverse.ExecutionContext{MessageName: ev.Message, PrimaryEntityName: ev.Entity, PrimaryEntityID: ev.RecordID, Stage: ev.Stage}, nil
+	}
+	body, err := e.cfg.Store.InboxEventBody(ctx, ev.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, Permanent(errors.New("the event's body is missing from the store"))
+	}
+	if err != nil {
+		return nil, err
+	}
+	ev.Body = body
+	ec, err := dataverse.Decode([]byte(body))
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("decode event: %w", err))
+	}
+	if ev.SizeExceeded {
+		ec.MarkSizeExceeded()
+	}
+	return ec, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {

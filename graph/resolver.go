@@ -17,10 +17,16 @@ type Publisher interface {
 	Publish(ctx context.Context, entries ...queue.Entry) error
 }
 
+// SubscriberChanges takes eMS-side subscriber changes to the CRM.
+type SubscriberChanges interface {
+	SubscribersChanged(ctx context.Context, tenant, groupID string, ids []string) error
+}
+
 // Resolver holds what resolvers need; it is wiring only.
 type Resolver struct {
 	Store     *store.Store
 	Publisher Publisher
+	Changes   SubscriberChanges
 	PublicURL string
 	Logger    *slog.Logger
 }

@@ -29,6 +29,8 @@ type Config struct {
 	Verifier *auth.Verifier
 	// Publisher re-queues replayed events; required.
 	Publisher Publisher
+	// Changes takes subscriber changes to the CRM; nil keeps them in the eMS.
+	Changes SubscriberChanges
 	// PublicURL is how others reach this service (CRMSYNC_PUBLIC_URL), for URLs the
 	// API hands out.
 	PublicURL string
@@ -54,7 +56,7 @@ func NewHandler(cfg Config) http.Handler {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 
 	schema := generated.NewExecutableSchema(generated.Config{
-		Resolvers:  &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
+		Resolvers:  &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
 		Directives: generated.DirectiveRoot{HasRole: hasRole},
 		Complexity: complexity(),
 	})

@@ -21,7 +21,18 @@ func (r *mutationResolver) UpsertSubscribers(ctx context.Context, groupID string
 	for i, in := range subscribers {
 		rows[i] = store.SubscriberInput{Email: in.Email, Fields: in.Fields, Language: in.Language, SubscriptionState: in.SubscriptionState}
 	}
-	return r.Store.UpsertSubscribers(ctx, c.Tenant, groupID, rows)
+	res, err := r.Store.UpsertSubscribers(ctx, c.Tenant, groupID, rows)
+	if err != nil {
+		return nil, err
+	}
+	if r.Changes != nil {
+		// The subscribers are stored; if their trip to the CRM cannot be queued the
+		// call fails, and repeating it (an idempotent upsert) queues them again.
+		if err := r.Changes.SubscribersChanged(ctx, c.Tenant, groupID, res.Changed); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 func (r *queryResolver) Subscriber(ctx context.Context, id string) (*store.Subscriber, error) {

@@ -326,3 +326,11 @@ func (s *Store) ReactionSecret(c *Connection) (string, error) {
 	}
 	return s.sealer.open(c.ReactionSecret)
 }
+
+// CRMClientSecret opens the connection's sealed CRM client secret; "" when none.
+func (s *Store) CRMClientSecret(c *Connection) (string, error) {
+	if len(c.ClientSecret) == 0 {
+		return "", nil
+	}
+	return s.sealer.open(c.ClientSecret)
+}

@@ -29,6 +29,9 @@ type UpsertResult struct {
 	Updated  int
 	Merged   int
 	Rejected []RejectedRow
+	// Changed are the ids of the subscribers created or updated, for the sync to
+	// the CRM.
+	Changed []string
 }
 
 // RejectedRow is an input row that was not stored, and why.
@@ -137,10 +140,11 @@ func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, r
 	}
 
 	for _, email := range order {
-		created, err := s.upsertOne(ctx, g, merged[email], defaultLang)
+		created, id, err := s.upsertOne(ctx, g, merged[email], defaultLang)
 		if err != nil {
 			return nil, err
 		}
+		res.Changed = append(res.Changed, id)
 		if created {
 			res.Created++
 		} else {
@@ -228,7 +232,7 @@ func plainJSON(v any, depth int) (any, error) {
 	}
 }
 
-func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, defaultLang string) (created bool, err error) {
+func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, defaultLang string) (created bool, id string, err error) {
 	now := s.now().UTC()
 	cid := claimID(g.Tenant, g.ID, row.email)
 	for attempt := 0; attempt < 3; attempt++ {
@@ -240,10 +244,10 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, default
 				if mongo.IsDuplicateKeyError(err) {
 					continue // someone claimed it first: update theirs
 				}
-				return false, unavailable("claim address", err)
+				return false, "", unavailable("claim address", err)
 			}
 		} else if err != nil {
-			return false, err
+			return false, "", err
 		}
 
 		var sub Subscriber
@@ -259,7 +263,7 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, default
 			}
 			created = true
 		case err != nil:
-			return false, err
+			return false, "", err
 		}
 		if created {
 			sub.SetStamp("email", now, SideEMS)
@@ -277,9 +281,9 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, default
 			sub.SetStamp("subscriptionState", now, SideEMS)
 		}
 		sub.UpdatedAt = now
-		return created, s.replaceByID(ctx, colSubscribers, sub.ID, &sub)
+		return created, sub.ID, s.replaceByID(ctx, colSubscribers, sub.ID, &sub)
 	}
-	return false, &ConflictError{Field: "email", Reason: "address " + row.email + " is being changed concurrently; try again"}
+	return false, "", &ConflictError{Field: "email", Reason: "address " + row.email + " is being changed concurrently; try again"}
 }
 
 // Subscriber loads one of the tenant's subscribers.

@@ -59,7 +59,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	eng, err := engine.New(engine.Config{
 		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, cfg.LeaseTTL), LeaseTTL: cfg.LeaseTTL,
 		SweepInterval: cfg.RecoveryInterval, ClaimIdle: max(2*cfg.RecoveryInterval, time.Second),
-		Retention: cfg.InboxRetention, Logger: logger,
+		Retention: cfg.InboxRetention, CRM: &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger}, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -109,7 +109,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
 	mux.Handle("POST /webhooks/reactions/{connectionId}", gateway.Reactions())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, Publisher: stream, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
+		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))
 	if !cfg.Production {
 		mux.Handle("GET /graphiql", graph.GraphiQLHandler())
