@@ -24,12 +24,71 @@ func (r *mutationResolver) CreateSubscriberGroup(ctx context.Context, input mode
 	})
 }
 
+func (r *mutationResolver) SetGroupCrmSync(ctx context.Context, groupID string, enabled bool) (*store.Group, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.SetGroupCRMSync(ctx, c.Tenant, groupID, enabled)
+}
+
+func (r *mutationResolver) RenameSubscriberGroup(ctx context.Context, id string, name string) (*store.Group, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.RenameGroup(ctx, c.Tenant, id, name)
+}
+
+func (r *mutationResolver) DeleteSubscriberGroup(ctx context.Context, id string) (bool, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := r.Store.DeleteGroup(ctx, c.Tenant, id); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 func (r *queryResolver) SubscriberGroup(ctx context.Context, id string) (*store.Group, error) {
 	c, err := caller(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return r.Store.Group(ctx, c.Tenant, id)
+}
+
+func (r *queryResolver) SubscriberGroups(ctx context.Context, first *int, after *string) (*model.SubscriberGroupConnection, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, err := pageSize(first)
+	if err != nil {
+		return nil, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return nil, err
+	}
+	groups, more, err := r.Store.GroupsPage(ctx, c.Tenant, afterID, n)
+	if err != nil {
+		return nil, err
+	}
+	total, err := r.Store.CountGroups(ctx, c.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.SubscriberGroupConnection{Edges: make([]*model.SubscriberGroupEdge, len(groups)), PageInfo: &model.PageInfo{HasNextPage: more}, TotalCount: total}
+	for i, g := range groups {
+		conn.Edges[i] = &model.SubscriberGroupEdge{Cursor: encodeCursor(g.ID), Node: g}
+	}
+	if len(groups) > 0 {
+		end := conn.Edges[len(groups)-1].Cursor
+		conn.PageInfo.EndCursor = &end
+	}
+	return conn, nil
 }
 
 func (r *subscriberGroupResolver) Connection(ctx context.Context, obj *store.Group) (*store.Connection, error) {

@@ -381,3 +381,45 @@ func TestSyncEventsAndReplay(t *testing.T) {
 		t.Errorf("bad cursor: %+v", r.Errors)
 	}
 }
+
+func TestGroupAndSubscriberLifecycle(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ed := token(t, claims("acme", "editor", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	r := b.do(t, ed, `mutation { createSubscriberGroup(input: {name: "Plain"}) { id } }`, nil)
+	var g struct{ ID string }
+	if err := json.Unmarshal(r.Data["createSubscriberGroup"], &g); err != nil || r.code() != "" {
+		t.Fatalf("%v %+v", err, r.Errors)
+	}
+	if r := b.do(t, ed, `mutation($g: ID!) { setGroupCrmSync(groupId: $g, enabled: true) { id } }`, map[string]any{"g": g.ID}); r.code() != "BAD_USER_INPUT" {
+		t.Errorf("crm sync without a connection: %+v", r.Errors)
+	}
+	r = b.do(t, ed, `{ subscriberGroups(first: 1) { totalCount pageInfo { hasNextPage endCursor } edges { node { name } } } }`, nil)
+	if !strings.Contains(string(r.Data["subscriberGroups"]), `"totalCount":2`) || !strings.Contains(string(r.Data["subscriberGroups"]), `"hasNextPage":true`) {
+		t.Errorf("groups page: %s %+v", r.Data["subscriberGroups"], r.Errors)
+	}
+	// unsubscribe, then erase: the subscriber is gone, the address free again.
+	r = b.do(t, ed, `mutation($s: ID!) { unsubscribe(subscriberId: $s) { subscriptionState } }`, map[string]any{"s": b.sub.ID})
+	if !strings.Contains(string(r.Data["unsubscribe"]), "UNSUBSCRIBED") {
+		t.Errorf("unsubscribe: %s %+v", r.Data["unsubscribe"], r.Errors)
+	}
+	if r := b.do(t, ed, `mutation($s: ID!) { deleteSubscriber(id: $s) }`, map[string]any{"s": b.sub.ID}); string(r.Data["deleteSubscriber"]) != "true" {
+		t.Fatalf("delete: %+v", r.Errors)
+	}
+	if r := b.do(t, ed, `query($s: ID!) { subscriber(id: $s) { id } }`, map[string]any{"s": b.sub.ID}); r.code() != "NOT_FOUND" {
+		t.Errorf("deleted subscriber: %+v", r.Errors)
+	}
+	if r := b.do(t, ed, `query($g: ID!) { subscriberByEmail(groupId: $g, email: "a@example.com") { id } }`, map[string]any{"g": b.group.ID}); string(r.Data["subscriberByEmail"]) != "null" {
+		t.Errorf("deleted address still answers: %s", r.Data["subscriberByEmail"])
+	}
+	other := token(t, claims("globex", "admin", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	if r := b.do(t, other, `mutation($g: ID!) { deleteSubscriberGroup(id: $g) }`, map[string]any{"g": b.group.ID}); r.code() != "NOT_FOUND" {
+		t.Errorf("another tenant deleted the group: %+v", r.Errors)
+	}
+	if r := b.do(t, ed, `mutation($g: ID!) { deleteSubscriberGroup(id: $g) }`, map[string]any{"g": b.group.ID}); string(r.Data["deleteSubscriberGroup"]) != "true" {
+		t.Fatalf("delete group: %+v", r.Errors)
+	}
+	if r := b.do(t, ed, `query($g: ID!) { subscriberGroup(id: $g) { id } }`, map[string]any{"g": b.group.ID}); r.code() != "NOT_FOUND" {
+		t.Errorf("deleted group: %+v", r.Errors)
+	}
+}

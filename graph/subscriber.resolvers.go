@@ -35,6 +35,34 @@ func (r *mutationResolver) UpsertSubscribers(ctx context.Context, groupID string
 	return res, nil
 }
 
+func (r *mutationResolver) Unsubscribe(ctx context.Context, subscriberID string) (*store.Subscriber, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := r.Store.Unsubscribe(ctx, c.Tenant, subscriberID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Changes != nil {
+		if err := r.Changes.SubscribersChanged(ctx, c.Tenant, sub.GroupID, []string{sub.ID}); err != nil {
+			return nil, err
+		}
+	}
+	return sub, nil
+}
+
+func (r *mutationResolver) DeleteSubscriber(ctx context.Context, id string) (bool, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := r.Store.DeleteSubscriber(ctx, c.Tenant, id, c.Subject); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 func (r *queryResolver) Subscriber(ctx context.Context, id string) (*store.Subscriber, error) {
 	c, err := caller(ctx)
 	if err != nil {

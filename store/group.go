@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strings"
 
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // GroupInput is what a caller supplies to create a subscriber group.
@@ -72,4 +74,89 @@ func (s *Store) SyncedGroups(ctx context.Context, tenant, connectionID string) (
 		return nil, unavailable("list synced groups", err)
 	}
 	return out, nil
+}
+
+// GroupsPage lists up to first of the tenant's groups after the given id, in id
+// (creation) order, and whether more follow.
+func (s *Store) GroupsPage(ctx context.Context, tenant, afterID string, first int) ([]*Group, bool, error) {
+	filter := bson.D{{Key: "tenant", Value: tenant}}
+	if afterID != "" {
+		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
+	}
+	cur, err := s.db.Collection(colGroups).Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(first)+1))
+	if err != nil {
+		return nil, false, unavailable("list groups", err)
+	}
+	var out []*Group
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, false, unavailable("list groups", err)
+	}
+	if len(out) > first {
+		return out[:first], true, nil
+	}
+	return out, false, nil
+}
+
+// CountGroups counts the tenant's groups.
+func (s *Store) CountGroups(ctx context.Context, tenant string) (int, error) {
+	n, err := s.db.Collection(colGroups).CountDocuments(ctx, bson.D{{Key: "tenant", Value: tenant}})
+	if err != nil {
+		return 0, unavailable("count groups", err)
+	}
+	return int(n), nil
+}
+
+// RenameGroup gives a group a new name.
+func (s *Store) RenameGroup(ctx context.Context, tenant, id, name string) (*Group, error) {
+	g, err := s.Group(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if g.Name = strings.TrimSpace(name); g.Name == "" {
+		return nil, invalid("name", "must not be empty")
+	}
+	if err := s.replaceByID(ctx, colGroups, g.ID, g); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// DeleteGroup removes a group with its subscribers, their address claims and CRM
+// links. (Campaign sends, which would make a group undeletable while in progress,
+// do not exist in this version.)
+func (s *Store) DeleteGroup(ctx context.Context, tenant, id string) error {
+	g, err := s.Group(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	byGroup := bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: g.ID}}
+	for _, col := range []string{colSubscribers, colAddresses} {
+		if _, err := s.db.Collection(col).DeleteMany(ctx, byGroup); err != nil {
+			return unavailable("delete group", err)
+		}
+	}
+	prefix := "^" + regexp.QuoteMeta(tenant+"|"+g.ID+"|")
+	if _, err := s.db.Collection(colCRMLinks).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$regex", Value: prefix}}}}); err != nil {
+		return unavailable("delete group", err)
+	}
+	if _, err := s.db.Collection(colGroups).DeleteOne(ctx, bson.D{{Key: "_id", Value: g.ID}}); err != nil {
+		return unavailable("delete group", err)
+	}
+	return nil
+}
+
+// SetGroupCRMSync turns a group's CRM sync on or off; on needs a connection.
+func (s *Store) SetGroupCRMSync(ctx context.Context, tenant, id string, enabled bool) (*Group, error) {
+	g, err := s.Group(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if enabled && g.ConnectionID == "" {
+		return nil, invalid("enabled", "the group has no connection to sync with")
+	}
+	g.CRMSync = enabled
+	if err := s.replaceByID(ctx, colGroups, g.ID, g); err != nil {
+		return nil, err
+	}
+	return g, nil
 }

@@ -62,6 +62,7 @@ const (
 	colInbox       = "inbox"
 	colInboxBodies = "inboxBodies"
 	colHealth      = "health"
+	colTombstones  = "tombstones"
 )
 
 // Open connects to cfg.URI, or starts the embedded server when it is empty, and
@@ -148,7 +149,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	// Create every collection now, so the embedded store can index them at once.
-	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth} {
+	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones} {
 		err := s.db.CreateCollection(ctx, col)
 		var cmdErr mongo.CommandError
 		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/mail"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -421,4 +422,55 @@ func (s *Store) ChangeEmail(ctx context.Context, sub *Subscriber, newEmail strin
 	}
 	sub.Email = e
 	return mergedID, nil
+}
+
+// tombstone is what remains of a deleted subscriber: when, by whom, and no personal
+// data (GDPR erasure).
+type tombstone struct {
+	ID        string    `bson:"_id"`
+	Tenant    string    `bson:"tenant"`
+	GroupID   string    `bson:"groupId"`
+	DeletedAt time.Time `bson:"deletedAt"`
+	DeletedBy string    `bson:"deletedBy"`
+}
+
+// DeleteSubscriber erases a subscriber's data — the subscriber, its address claim and
+// its CRM link — and keeps only a tombstone with the time and the actor.
+func (s *Store) DeleteSubscriber(ctx context.Context, tenant, id, actor string) error {
+	sub, err := s.Subscriber(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	ts := tombstone{ID: sub.ID, Tenant: tenant, GroupID: sub.GroupID, DeletedAt: s.now().UTC(), DeletedBy: actor}
+	if err := s.replaceByID(ctx, colTombstones, ts.ID, &ts); err != nil {
+		return err
+	}
+	if sub.CRMRecord != nil {
+		if err := s.RemoveCRMLink(ctx, tenant, sub.GroupID, *sub.CRMRecord); err != nil {
+			return err
+		}
+	}
+	if _, err := s.db.Collection(colAddresses).DeleteOne(ctx, bson.D{{Key: "_id", Value: claimID(tenant, sub.GroupID, sub.Email)}}); err != nil {
+		return unavailable("delete subscriber", err)
+	}
+	if _, err := s.db.Collection(colSubscribers).DeleteOne(ctx, bson.D{{Key: "_id", Value: sub.ID}}); err != nil {
+		return unavailable("delete subscriber", err)
+	}
+	return nil
+}
+
+// Unsubscribe marks a subscriber unsubscribed from its group, now, on the eMS side.
+func (s *Store) Unsubscribe(ctx context.Context, tenant, id string) (*Subscriber, error) {
+	sub, err := s.Subscriber(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now().UTC()
+	sub.SubscriptionState = Unsubscribed
+	sub.SetStamp("subscriptionState", now, SideEMS)
+	sub.UpdatedAt = now
+	if err := s.replaceByID(ctx, colSubscribers, sub.ID, sub); err != nil {
+		return nil, err
+	}
+	return sub, nil
 }

@@ -110,9 +110,14 @@ type ComplexityRoot struct {
 	Mutation struct {
 		CreateConnection      func(childComplexity int, input model.CreateConnectionInput) int
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
+		DeleteSubscriber      func(childComplexity int, id string) int
+		DeleteSubscriberGroup func(childComplexity int, id string) int
+		RenameSubscriberGroup func(childComplexity int, id string, name string) int
 		ReplayEvents          func(childComplexity int, recordID *string, status *model.SyncStatus) int
 		SetFieldMappings      func(childComplexity int, connectionID string, mappings []*model.FieldMappingInput) int
+		SetGroupCrmSync       func(childComplexity int, groupID string, enabled bool) int
 		SetLanguageMapping    func(childComplexity int, connectionID string, input model.LanguageMappingInput) int
+		Unsubscribe           func(childComplexity int, subscriberID string) int
 		UpdateConnection      func(childComplexity int, id string, input model.UpdateConnectionInput) int
 		UpsertSubscribers     func(childComplexity int, groupID string, subscribers []*model.SubscriberInput) int
 	}
@@ -129,6 +134,7 @@ type ComplexityRoot struct {
 		Subscriber        func(childComplexity int, id string) int
 		SubscriberByEmail func(childComplexity int, groupID string, email string) int
 		SubscriberGroup   func(childComplexity int, id string) int
+		SubscriberGroups  func(childComplexity int, first *int, after *string) int
 		SyncEvents        func(childComplexity int, recordID *string, status *model.SyncStatus, first *int, after *string) int
 	}
 
@@ -169,6 +175,17 @@ type ComplexityRoot struct {
 		Name            func(childComplexity int) int
 		SubscriberCount func(childComplexity int) int
 		Subscribers     func(childComplexity int, first *int, after *string) int
+	}
+
+	SubscriberGroupConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SubscriberGroupEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	SyncEvent struct {
@@ -233,13 +250,19 @@ type MutationResolver interface {
 	SetFieldMappings(ctx context.Context, connectionID string, mappings []*model.FieldMappingInput) ([]*store.FieldMapping, error)
 	SetLanguageMapping(ctx context.Context, connectionID string, input model.LanguageMappingInput) (*store.Connection, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
+	SetGroupCrmSync(ctx context.Context, groupID string, enabled bool) (*store.Group, error)
+	RenameSubscriberGroup(ctx context.Context, id string, name string) (*store.Group, error)
+	DeleteSubscriberGroup(ctx context.Context, id string) (bool, error)
 	UpsertSubscribers(ctx context.Context, groupID string, subscribers []*model.SubscriberInput) (*store.UpsertResult, error)
+	Unsubscribe(ctx context.Context, subscriberID string) (*store.Subscriber, error)
+	DeleteSubscriber(ctx context.Context, id string) (bool, error)
 	ReplayEvents(ctx context.Context, recordID *string, status *model.SyncStatus) (int, error)
 }
 type QueryResolver interface {
 	Connection(ctx context.Context, id string) (*store.Connection, error)
 	Connections(ctx context.Context) ([]*store.Connection, error)
 	SubscriberGroup(ctx context.Context, id string) (*store.Group, error)
+	SubscriberGroups(ctx context.Context, first *int, after *string) (*model.SubscriberGroupConnection, error)
 	IngestStats(ctx context.Context, connectionID string) (*store.IngestStats, error)
 	Subscriber(ctx context.Context, id string) (*store.Subscriber, error)
 	SubscriberByEmail(ctx context.Context, groupID string, email string) (*store.Subscriber, error)
@@ -573,6 +596,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateSubscriberGroup(childComplexity, args["input"].(model.CreateSubscriberGroupInput)), true
+	case "Mutation.deleteSubscriber":
+		if e.ComplexityRoot.Mutation.DeleteSubscriber == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteSubscriber_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteSubscriber(childComplexity, args["id"].(string)), true
+	case "Mutation.deleteSubscriberGroup":
+		if e.ComplexityRoot.Mutation.DeleteSubscriberGroup == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteSubscriberGroup_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteSubscriberGroup(childComplexity, args["id"].(string)), true
+	case "Mutation.renameSubscriberGroup":
+		if e.ComplexityRoot.Mutation.RenameSubscriberGroup == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_renameSubscriberGroup_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RenameSubscriberGroup(childComplexity, args["id"].(string), args["name"].(string)), true
 	case "Mutation.replayEvents":
 		if e.ComplexityRoot.Mutation.ReplayEvents == nil {
 			break
@@ -595,6 +651,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetFieldMappings(childComplexity, args["connectionId"].(string), args["mappings"].([]*model.FieldMappingInput)), true
+	case "Mutation.setGroupCrmSync":
+		if e.ComplexityRoot.Mutation.SetGroupCrmSync == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setGroupCrmSync_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetGroupCrmSync(childComplexity, args["groupId"].(string), args["enabled"].(bool)), true
 	case "Mutation.setLanguageMapping":
 		if e.ComplexityRoot.Mutation.SetLanguageMapping == nil {
 			break
@@ -606,6 +673,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetLanguageMapping(childComplexity, args["connectionId"].(string), args["input"].(model.LanguageMappingInput)), true
+	case "Mutation.unsubscribe":
+		if e.ComplexityRoot.Mutation.Unsubscribe == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_unsubscribe_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.Unsubscribe(childComplexity, args["subscriberId"].(string)), true
 	case "Mutation.updateConnection":
 		if e.ComplexityRoot.Mutation.UpdateConnection == nil {
 			break
@@ -704,6 +782,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SubscriberGroup(childComplexity, args["id"].(string)), true
+	case "Query.subscriberGroups":
+		if e.ComplexityRoot.Query.SubscriberGroups == nil {
+			break
+		}
+
+		args, err := ec.field_Query_subscriberGroups_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SubscriberGroups(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Query.syncEvents":
 		if e.ComplexityRoot.Query.SyncEvents == nil {
 			break
@@ -869,6 +958,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SubscriberGroup.Subscribers(childComplexity, args["first"].(*int), args["after"].(*string)), true
+
+	case "SubscriberGroupConnection.edges":
+		if e.ComplexityRoot.SubscriberGroupConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SubscriberGroupConnection.Edges(childComplexity), true
+	case "SubscriberGroupConnection.pageInfo":
+		if e.ComplexityRoot.SubscriberGroupConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SubscriberGroupConnection.PageInfo(childComplexity), true
+	case "SubscriberGroupConnection.totalCount":
+		if e.ComplexityRoot.SubscriberGroupConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SubscriberGroupConnection.TotalCount(childComplexity), true
+
+	case "SubscriberGroupEdge.cursor":
+		if e.ComplexityRoot.SubscriberGroupEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SubscriberGroupEdge.Cursor(childComplexity), true
+	case "SubscriberGroupEdge.node":
+		if e.ComplexityRoot.SubscriberGroupEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SubscriberGroupEdge.Node(childComplexity), true
 
 	case "SyncEvent.at":
 		if e.ComplexityRoot.SyncEvent.At == nil {
@@ -1256,14 +1377,22 @@ type MarketingList {
   warning: String
 }
 
+type SubscriberGroupConnection { edges: [SubscriberGroupEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type SubscriberGroupEdge { cursor: String! node: SubscriberGroup! }
+
 input CreateSubscriberGroupInput { name: String! connectionId: ID crmSync: Boolean = false }
 
 extend type Query {
   subscriberGroup(id: ID!): SubscriberGroup @hasRole(role: VIEWER)
+  subscriberGroups(first: Int = 50, after: String): SubscriberGroupConnection! @hasRole(role: VIEWER)
 }
 
 extend type Mutation {
   createSubscriberGroup(input: CreateSubscriberGroupInput!): SubscriberGroup! @hasRole(role: EDITOR)
+  setGroupCrmSync(groupId: ID!, enabled: Boolean!): SubscriberGroup! @hasRole(role: EDITOR)
+  renameSubscriberGroup(id: ID!, name: String!): SubscriberGroup! @hasRole(role: EDITOR)
+  "Deletes the group with its subscribers."
+  deleteSubscriberGroup(id: ID!): Boolean! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
 	{Name: "../../schema/ingest.graphqls", Input: `# The ingest ledger: what became of the events Dataverse delivered.
@@ -1318,6 +1447,9 @@ extend type Query {
 
 extend type Mutation {
   upsertSubscribers(groupId: ID!, subscribers: [SubscriberInput!]!): UpsertSubscribersPayload! @hasRole(role: EDITOR)
+  unsubscribe(subscriberId: ID!): Subscriber! @hasRole(role: EDITOR)
+  "Erases the person's data (GDPR); only a tombstone with the time and the actor remains."
+  deleteSubscriber(id: ID!): Boolean! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
 	{Name: "../../schema/syncevent.graphqls", Input: `# Sync events: what crmsync did with each change, per record, and the replay of
@@ -1569,6 +1701,28 @@ func (ec *executionContext) childFields_SubscriberGroup(ctx context.Context, fie
 	return nil, fmt.Errorf("no field named %q was found under type SubscriberGroup", field.Name)
 }
 
+func (ec *executionContext) childFields_SubscriberGroupConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SubscriberGroupConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SubscriberGroupConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SubscriberGroupConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SubscriberGroupConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SubscriberGroupEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SubscriberGroupEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SubscriberGroupEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SubscriberGroupEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_SyncEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1803,6 +1957,56 @@ func (ec *executionContext) field_Mutation_createSubscriberGroup_args(ctx contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_deleteSubscriberGroup_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteSubscriber_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_renameSubscriberGroup_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_replayEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1847,6 +2051,28 @@ func (ec *executionContext) field_Mutation_setFieldMappings_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setGroupCrmSync_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "groupId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["groupId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "enabled",
+		func(ctx context.Context, v any) (bool, error) {
+			return ec.unmarshalNBoolean2bool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["enabled"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setLanguageMapping_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1866,6 +2092,20 @@ func (ec *executionContext) field_Mutation_setLanguageMapping_args(ctx context.C
 		return nil, err
 	}
 	args["input"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_unsubscribe_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "subscriberId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["subscriberId"] = arg0
 	return args, nil
 }
 
@@ -1988,6 +2228,28 @@ func (ec *executionContext) field_Query_subscriberGroup_args(ctx context.Context
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_subscriberGroups_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -3497,6 +3759,192 @@ func (ec *executionContext) fieldContext_Mutation_createSubscriberGroup(ctx cont
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setGroupCrmSync(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setGroupCrmSync(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetGroupCrmSync(ctx, fc.Args["groupId"].(string), fc.Args["enabled"].(bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.Group
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Group
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Group) graphql.Marshaler {
+			return ec.marshalNSubscriberGroup2ᚖcrmsyncᚋstoreᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setGroupCrmSync(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SubscriberGroup(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setGroupCrmSync_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_renameSubscriberGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_renameSubscriberGroup(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RenameSubscriberGroup(ctx, fc.Args["id"].(string), fc.Args["name"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.Group
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Group
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Group) graphql.Marshaler {
+			return ec.marshalNSubscriberGroup2ᚖcrmsyncᚋstoreᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_renameSubscriberGroup(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SubscriberGroup(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_renameSubscriberGroup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteSubscriberGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteSubscriberGroup(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteSubscriberGroup(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteSubscriberGroup(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteSubscriberGroup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_upsertSubscribers(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3553,6 +4001,130 @@ func (ec *executionContext) fieldContext_Mutation_upsertSubscribers(ctx context.
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_upsertSubscribers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_unsubscribe(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_unsubscribe(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().Unsubscribe(ctx, fc.Args["subscriberId"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.Subscriber
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Subscriber
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Subscriber) graphql.Marshaler {
+			return ec.marshalNSubscriber2ᚖcrmsyncᚋstoreᚐSubscriber(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_unsubscribe(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Subscriber(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_unsubscribe_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteSubscriber(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteSubscriber(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteSubscriber(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteSubscriber(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteSubscriber_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -3835,6 +4407,68 @@ func (ec *executionContext) fieldContext_Query_subscriberGroup(ctx context.Conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_subscriberGroup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_subscriberGroups(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_subscriberGroups(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SubscriberGroups(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.SubscriberGroupConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.SubscriberGroupConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SubscriberGroupConnection) graphql.Marshaler {
+			return ec.marshalNSubscriberGroupConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSubscriberGroupConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_subscriberGroups(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SubscriberGroupConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_subscriberGroups_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4797,6 +5431,148 @@ func (ec *executionContext) fieldContext_SubscriberGroup_subscribers(ctx context
 	if fc.Args, err = ec.field_SubscriberGroup_subscribers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SubscriberGroupConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SubscriberGroupConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SubscriberGroupConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SubscriberGroupEdge) graphql.Marshaler {
+			return ec.marshalNSubscriberGroupEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSubscriberGroupEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SubscriberGroupConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SubscriberGroupConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SubscriberGroupEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SubscriberGroupConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.SubscriberGroupConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SubscriberGroupConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SubscriberGroupConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SubscriberGroupConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SubscriberGroupConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.SubscriberGroupConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SubscriberGroupConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SubscriberGroupConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SubscriberGroupConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SubscriberGroupEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SubscriberGroupEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SubscriberGroupEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SubscriberGroupEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SubscriberGroupEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SubscriberGroupEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.SubscriberGroupEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SubscriberGroupEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Group) graphql.Marshaler {
+			return ec.marshalNSubscriberGroup2ᚖcrmsyncᚋstoreᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SubscriberGroupEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SubscriberGroupEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SubscriberGroup(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -7442,9 +8218,44 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setGroupCrmSync":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setGroupCrmSync(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "renameSubscriberGroup":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_renameSubscriberGroup(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteSubscriberGroup":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteSubscriberGroup(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "upsertSubscribers":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_upsertSubscribers(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unsubscribe":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_unsubscribe(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteSubscriber":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteSubscriber(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -7547,6 +8358,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_subscriberGroup(ctx, field)
+				})
+		case "subscriberGroups":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_subscriberGroups(ctx, field)
 				})
 		case "ingestStats":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -7851,6 +8668,87 @@ func (ec *executionContext) _SubscriberGroup(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._SubscriberGroup_subscribers(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var subscriberGroupConnectionImplementors = []string{"SubscriberGroupConnection"}
+
+func (ec *executionContext) _SubscriberGroupConnection(ctx context.Context, sel ast.SelectionSet, obj *model.SubscriberGroupConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriberGroupConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SubscriberGroupConnection")
+		case "edges":
+			out.Values[i] = ec._SubscriberGroupConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SubscriberGroupConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SubscriberGroupConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var subscriberGroupEdgeImplementors = []string{"SubscriberGroupEdge"}
+
+func (ec *executionContext) _SubscriberGroupEdge(ctx context.Context, sel ast.SelectionSet, obj *model.SubscriberGroupEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriberGroupEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SubscriberGroupEdge")
+		case "cursor":
+			out.Values[i] = ec._SubscriberGroupEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SubscriberGroupEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -8940,6 +9838,38 @@ func (ec *executionContext) marshalNSubscriberGroup2ᚖcrmsyncᚋstoreᚐGroup(c
 		return graphql.Null
 	}
 	return ec._SubscriberGroup(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSubscriberGroupConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSubscriberGroupConnection(ctx context.Context, sel ast.SelectionSet, v *model.SubscriberGroupConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SubscriberGroupConnection!")
+		return graphql.Null
+	}
+	return ec._SubscriberGroupConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSubscriberGroupEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSubscriberGroupEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SubscriberGroupEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSubscriberGroupEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSubscriberGroupEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSubscriberGroupEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSubscriberGroupEdge(ctx context.Context, sel ast.SelectionSet, v *model.SubscriberGroupEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SubscriberGroupEdge!")
+		return graphql.Null
+	}
+	return ec._SubscriberGroupEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNSubscriberInput2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSubscriberInputᚄ(ctx context.Context, v any) ([]*model.SubscriberInput, error) {

@@ -88,6 +88,17 @@ type SubscriberEdge struct {
 	Node   *store.Subscriber `json:"node"`
 }
 
+type SubscriberGroupConnection struct {
+	Edges      []*SubscriberGroupEdge `json:"edges"`
+	PageInfo   *PageInfo              `json:"pageInfo"`
+	TotalCount int                    `json:"totalCount"`
+}
+
+type SubscriberGroupEdge struct {
+	Cursor string       `json:"cursor"`
+	Node   *store.Group `json:"node"`
+}
+
 type SubscriberInput struct {
 	Email             string                   `json:"email"`
 	Fields            map[string]any           `json:"fields,omitempty"`
