@@ -95,7 +95,8 @@ func (r *subscriberGroupResolver) Connection(ctx context.Context, obj *store.Gro
 	if obj.ConnectionID == "" {
 		return nil, nil
 	}
-	return nilIfNotFound(r.Store.Connection(ctx, obj.Tenant, obj.ConnectionID))
+	c, err := r.connection(ctx, obj.Tenant, obj.ConnectionID)
+	return nilIfNotFound(c, err)
 }
 
 func (r *subscriberGroupResolver) LinkedLists(ctx context.Context, obj *store.Group) ([]*model.MarketingList, error) {

@@ -77,7 +77,7 @@ func NewHandler(cfg Config) http.Handler {
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
 
-	return limitBody(cfg.MaxBodyBytes, cfg.Verifier.Middleware(srv))
+	return limitBody(cfg.MaxBodyBytes, cfg.Verifier.Middleware(withLoaders(cfg.Store, srv)))
 }
 
 // GraphiQLHandler serves GraphiQL for /graphql; it is not mounted in production.

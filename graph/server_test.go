@@ -94,7 +94,7 @@ func (r result) code() string {
 	return c
 }
 
-func (b *bundle) do(t *testing.T, token, query string, vars map[string]any) result {
+func (b *bundle) do(t testing.TB, token, query string, vars map[string]any) result {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, b.srv.URL, bytes.NewReader(body))
@@ -119,7 +119,7 @@ func (b *bundle) do(t *testing.T, token, query string, vars map[string]any) resu
 	return r
 }
 
-func token(t *testing.T, claims jwt.MapClaims, method jwt.SigningMethod, key any) string {
+func token(t testing.TB, claims jwt.MapClaims, method jwt.SigningMethod, key any) string {
 	t.Helper()
 	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
 	if err != nil {

@@ -83,7 +83,7 @@ func (r *queryResolver) SubscriberByEmail(ctx context.Context, groupID string, e
 }
 
 func (r *subscriberResolver) Group(ctx context.Context, obj *store.Subscriber) (*store.Group, error) {
-	return r.Store.Group(ctx, obj.Tenant, obj.GroupID)
+	return r.group(ctx, obj.Tenant, obj.GroupID)
 }
 
 func (r *Resolver) Subscriber() generated.SubscriberResolver { return &subscriberResolver{r} }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
@@ -33,6 +34,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Monitor observes every command sent to the database (tests count round trips
+	// with it); optional.
+	Monitor *event.CommandMonitor
 }
 
 // Indexer is what the store needs of the embedded server: to index the tables of
@@ -85,6 +89,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("open store: URI is required")
 	}
 	opts := options.Client()
+	if cfg.Monitor != nil {
+		opts.SetMonitor(cfg.Monitor)
+	}
 	if cfg.Embedded != nil {
 		// One connection makes every operation atomic in the embedded server, which
 		// does not serialise concurrent updates of one document by itself (design.md).

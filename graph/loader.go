@@ -1,0 +1,85 @@
+package graph
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/vikstrous/dataloadgen"
+
+	"crmsync/store"
+)
+
+// loaders batch the parent → child hops of one request (subscriber → group, group →
+// connection) into one query per hop and remember what they loaded, so a page of
+// 500 subscribers costs the same few queries as a page of one.
+type loaders struct {
+	groups      *dataloadgen.Loader[tenantKey, *store.Group]
+	connections *dataloadgen.Loader[tenantKey, *store.Connection]
+}
+
+// tenantKey keeps a loader's ids scoped to the tenant that asked for them.
+type tenantKey struct{ tenant, id string }
+
+func newLoaders(st *store.Store) *loaders {
+	return &loaders{
+		groups: dataloadgen.NewMappedLoader(func(ctx context.Context, keys []tenantKey) (map[tenantKey]*store.Group, error) {
+			return loadScoped(ctx, keys, st.GroupsByIDs)
+		}, dataloadgen.WithWait(time.Millisecond)),
+		connections: dataloadgen.NewMappedLoader(func(ctx context.Context, keys []tenantKey) (map[tenantKey]*store.Connection, error) {
+			return loadScoped(ctx, keys, st.ConnectionsByIDs)
+		}, dataloadgen.WithWait(time.Millisecond)),
+	}
+}
+
+// loadScoped runs one query per tenant among the keys (in practice: one) and maps
+// the answers back; a key without an answer is "not found".
+func loadScoped[V any](ctx context.Context, keys []tenantKey, fetch func(context.Context, string, []string) (map[string]V, error)) (map[tenantKey]V, error) {
+	byTenant := map[string][]string{}
+	for _, k := range keys {
+		byTenant[k.tenant] = append(byTenant[k.tenant], k.id)
+	}
+	out := make(map[tenantKey]V, len(keys))
+	errs := dataloadgen.MappedFetchError[tenantKey]{}
+	for tenant, ids := range byTenant {
+		found, err := fetch(ctx, tenant, ids)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range ids {
+			if v, ok := found[id]; ok {
+				out[tenantKey{tenant, id}] = v
+			} else {
+				errs[tenantKey{tenant, id}] = store.ErrNotFound
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return out, errs
+	}
+	return out, nil
+}
+
+type loadersKey struct{}
+
+// withLoaders gives each request loaders of its own, so nothing is cached across
+// requests (or callers).
+func withLoaders(st *store.Store, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), loadersKey{}, newLoaders(st))))
+	})
+}
+
+func (r *Resolver) group(ctx context.Context, tenant, id string) (*store.Group, error) {
+	if l, ok := ctx.Value(loadersKey{}).(*loaders); ok {
+		return l.groups.Load(ctx, tenantKey{tenant, id})
+	}
+	return r.Store.Group(ctx, tenant, id)
+}
+
+func (r *Resolver) connection(ctx context.Context, tenant, id string) (*store.Connection, error) {
+	if l, ok := ctx.Value(loadersKey{}).(*loaders); ok {
+		return l.connections.Load(ctx, tenantKey{tenant, id})
+	}
+	return r.Store.Connection(ctx, tenant, id)
+}
