@@ -169,9 +169,13 @@ type Subscriber struct {
 	// "doubleOptInStatus", "fields.<name>"), when and on which side it last changed:
 	// merges are last-modified-wins per field, so events applied twice or out of
 	// order give the same result.
-	Stamps    map[string]Stamp `bson:"stamps,omitempty"`
-	CreatedAt time.Time        `bson:"createdAt"`
-	UpdatedAt time.Time        `bson:"updatedAt"`
+	Stamps map[string]Stamp `bson:"stamps,omitempty"`
+
+	// storedLink is the id of the CRM link known to be stored for this subscriber,
+	// so saving it again does not rewrite the link.
+	storedLink string
+	CreatedAt  time.Time `bson:"createdAt"`
+	UpdatedAt  time.Time `bson:"updatedAt"`
 }
 
 // Side is where a change was made.

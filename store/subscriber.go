@@ -315,7 +315,12 @@ func (s *Store) SubscriberByCRMRecord(ctx context.Context, tenant, groupID strin
 	if err := s.findByID(ctx, colCRMLinks, crmLinkID(tenant, groupID, ref), &link); err != nil {
 		return nil, err
 	}
-	return s.Subscriber(ctx, tenant, link.SubscriberID)
+	sub, err := s.Subscriber(ctx, tenant, link.SubscriberID)
+	if err != nil {
+		return nil, err
+	}
+	sub.storedLink = link.ID
+	return sub, nil
 }
 
 // SaveSubscriber writes a subscriber changed by the engine, and the link from its
@@ -323,8 +328,11 @@ func (s *Store) SubscriberByCRMRecord(ctx context.Context, tenant, groupID strin
 func (s *Store) SaveSubscriber(ctx context.Context, sub *Subscriber) error {
 	if sub.CRMRecord != nil {
 		link := crmLink{ID: crmLinkID(sub.Tenant, sub.GroupID, *sub.CRMRecord), Tenant: sub.Tenant, SubscriberID: sub.ID}
-		if err := s.replaceByID(ctx, colCRMLinks, link.ID, &link); err != nil {
-			return err
+		if link.ID != sub.storedLink {
+			if err := s.replaceByID(ctx, colCRMLinks, link.ID, &link); err != nil {
+				return err
+			}
+			sub.storedLink = link.ID
 		}
 	}
 	return s.replaceByID(ctx, colSubscribers, sub.ID, sub)
