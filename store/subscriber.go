@@ -140,19 +140,152 @@ func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, r
 		}
 	}
 
-	for _, email := range order {
-		created, id, err := s.upsertOne(ctx, g, merged[email], defaultLang)
-		if err != nil {
+	for start := 0; start < len(order); start += upsertChunk {
+		chunk := order[start:min(len(order), start+upsertChunk)]
+		if err := s.upsertChunk(ctx, g, chunk, merged, defaultLang, res); err != nil {
 			return nil, err
-		}
-		res.Changed = append(res.Changed, id)
-		if created {
-			res.Created++
-		} else {
-			res.Updated++
 		}
 	}
 	return res, nil
+}
+
+// upsertChunk is how many rows one round of bulk reads and writes handles.
+const upsertChunk = 500
+
+// upsertChunk stores a chunk of rows with a few bulk commands: the address claims
+// and subscribers are read with one query each, new claims and subscribers are
+// inserted together, existing subscribers replaced in one bulk write. Rows whose
+// address another writer claimed meanwhile go the careful one-by-one way.
+func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows map[string]*upsertRow, defaultLang string, res *UpsertResult) error {
+	now := s.now().UTC()
+	ids := make(bson.A, len(emails))
+	for i, e := range emails {
+		ids[i] = claimID(g.Tenant, g.ID, e)
+	}
+	var claims []addressClaim
+	if err := s.findIn(ctx, colAddresses, ids, &claims); err != nil {
+		return err
+	}
+	claimed := make(map[string]string, len(claims)) // claim id → subscriber id
+	subIDs := make(bson.A, 0, len(claims))
+	for _, c := range claims {
+		claimed[c.ID] = c.SubscriberID
+		subIDs = append(subIDs, c.SubscriberID)
+	}
+	var existing []*Subscriber
+	if len(subIDs) > 0 {
+		if err := s.findIn(ctx, colSubscribers, subIDs, &existing); err != nil {
+			return err
+		}
+	}
+	byID := make(map[string]*Subscriber, len(existing))
+	for _, sub := range existing {
+		byID[sub.ID] = sub
+	}
+
+	var newClaims []any
+	var newClaimEmails []string
+	for _, e := range emails {
+		cid := claimID(g.Tenant, g.ID, e)
+		if _, ok := claimed[cid]; !ok {
+			id := uuid.Must(uuid.NewV7()).String()
+			claimed[cid] = id
+			newClaims = append(newClaims, addressClaim{ID: cid, Tenant: g.Tenant, GroupID: g.ID, SubscriberID: id})
+			newClaimEmails = append(newClaimEmails, e)
+		}
+	}
+	raced := map[string]bool{}
+	if len(newClaims) > 0 {
+		dup, err := insertManyIgnoringDuplicates(ctx, s.db.Collection(colAddresses), newClaims)
+		if err != nil {
+			return err
+		}
+		for i, d := range dup {
+			if d {
+				raced[newClaimEmails[i]] = true
+			}
+		}
+	}
+
+	var inserts []any
+	var replaces []mongo.WriteModel
+	for _, e := range emails {
+		if raced[e] {
+			created, id, err := s.upsertOne(ctx, g, rows[e], defaultLang)
+			if err != nil {
+				return err
+			}
+			res.count(created, id)
+			continue
+		}
+		id := claimed[claimID(g.Tenant, g.ID, e)]
+		sub, found := byID[id]
+		if !found {
+			// A new claim, or one left behind without its subscriber: create it.
+			sub = &Subscriber{ID: id, Tenant: g.Tenant, GroupID: g.ID, Email: e, Fields: map[string]any{}, Language: defaultLang,
+				SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now}
+			sub.SetStamp("email", now, SideEMS)
+		}
+		rows[e].applyTo(sub, now)
+		if found {
+			replaces = append(replaces, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: sub.ID}}).SetReplacement(sub))
+		} else {
+			inserts = append(inserts, sub)
+		}
+		res.count(!found, id)
+	}
+	if len(inserts) > 0 {
+		if _, err := s.db.Collection(colSubscribers).InsertMany(ctx, inserts, options.InsertMany().SetOrdered(false)); err != nil {
+			return unavailable("add subscribers", err)
+		}
+	}
+	if len(replaces) > 0 {
+		if _, err := s.db.Collection(colSubscribers).BulkWrite(ctx, replaces, options.BulkWrite().SetOrdered(false)); err != nil {
+			return unavailable("update subscribers", err)
+		}
+	}
+	return nil
+}
+
+func (r *UpsertResult) count(created bool, id string) {
+	r.Changed = append(r.Changed, id)
+	if created {
+		r.Created++
+	} else {
+		r.Updated++
+	}
+}
+
+// applyTo merges a validated row into a subscriber, stamping what it changed.
+func (row *upsertRow) applyTo(sub *Subscriber, now time.Time) {
+	if sub.Fields == nil {
+		sub.Fields = map[string]any{}
+	}
+	for k, v := range row.fields {
+		sub.Fields[k] = v
+		sub.SetStamp("fields."+k, now, SideEMS)
+	}
+	if row.lang != nil {
+		sub.Language = *row.lang
+		sub.SetStamp("language", now, SideEMS)
+	}
+	if row.state != nil {
+		sub.SubscriptionState = *row.state
+		sub.SetStamp("subscriptionState", now, SideEMS)
+	}
+	sub.UpdatedAt = now
+}
+
+// findIn loads the documents whose _id is among ids.
+func (s *Store) findIn(ctx context.Context, col string, ids bson.A, out any) error {
+	cur, err := s.db.Collection(col).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return unavailable("find "+col, err)
+	}
+	if err := cur.All(ctx, out); err != nil {
+		return unavailable("find "+col, err)
+	}
+	return nil
 }
 
 func validateRow(in SubscriberInput) (*upsertRow, string) {
@@ -269,19 +402,7 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, default
 		if created {
 			sub.SetStamp("email", now, SideEMS)
 		}
-		for k, v := range row.fields {
-			sub.Fields[k] = v
-			sub.SetStamp("fields."+k, now, SideEMS)
-		}
-		if row.lang != nil {
-			sub.Language = *row.lang
-			sub.SetStamp("language", now, SideEMS)
-		}
-		if row.state != nil {
-			sub.SubscriptionState = *row.state
-			sub.SetStamp("subscriptionState", now, SideEMS)
-		}
-		sub.UpdatedAt = now
+		row.applyTo(&sub, now)
 		return created, sub.ID, s.replaceByID(ctx, colSubscribers, sub.ID, &sub)
 	}
 	return false, "", &ConflictError{Field: "email", Reason: "address " + row.email + " is being changed concurrently; try again"}
