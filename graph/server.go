@@ -73,6 +73,7 @@ func NewHandler(cfg Config) http.Handler {
 	if !cfg.Production {
 		srv.Use(extension.Introspection{})
 	}
+	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))

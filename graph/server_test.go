@@ -228,6 +228,7 @@ func TestErrorCodes(t *testing.T) {
 		{"option set without labels", `mutation($c: ID!) { setFieldMappings(connectionId: $c, mappings: [{crmEntity: "contact", crmAttribute: "gendercode", subscriberField: "fields.salutation", kind: OPTION_SET}]) { id } }`, map[string]any{"c": b.conn.ID}, "BAD_USER_INPUT", "mappings[0].optionLabels"},
 		{"lookup without path", `mutation($c: ID!) { setFieldMappings(connectionId: $c, mappings: [{crmEntity: "contact", crmAttribute: "parentcustomerid", subscriberField: "fields.company", kind: LOOKUP}]) { id } }`, map[string]any{"c": b.conn.ID}, "BAD_USER_INPUT", "mappings[0].lookupPath"},
 		{"language not ISO", `mutation($c: ID!) { setLanguageMapping(connectionId: $c, input: {businessUnitId: "c3ec0cc2-d836-eb11-bf68-0022489b563d", crmAttribute: "cs_language", values: {a1031: "deutsch"}}) { id } }`, map[string]any{"c": b.conn.ID}, "BAD_USER_INPUT", "values"},
+		{"depth", `query($g: ID!) { subscriberGroup(id: $g) { connection { id } subscribers { edges { node { group { subscribers { edges { node { group { subscribers { edges { node { group { name } } } } } } } } } } } } } }`, map[string]any{"g": b.group.ID}, "TOO_COMPLEX", ""},
 		{"complexity", `query($g: ID!) { subscriberGroup(id: $g) { subscribers(first: 400) { edges { node { id email language group { name } } } } } }`, map[string]any{"g": b.group.ID}, "COMPLEXITY_LIMIT_EXCEEDED", ""},
 	}
 	for _, tt := range tests {
