@@ -43,6 +43,9 @@ type Config struct {
 	ParserTokenLimit int
 	// MaxBodyBytes is the largest request body; default 8 MiB.
 	MaxBodyBytes int64
+	// QueryCache keeps automatic persisted queries (shared through Redis in
+	// production); nil turns them off.
+	QueryCache graphql.Cache[string]
 	// Logger receives resolver failures; default slog.Default().
 	Logger *slog.Logger
 }
@@ -72,6 +75,9 @@ func NewHandler(cfg Config) http.Handler {
 	srv.SetParserTokenLimit(cfg.ParserTokenLimit)
 	if !cfg.Production {
 		srv.Use(extension.Introspection{})
+	}
+	if cfg.QueryCache != nil {
+		srv.Use(extension.AutomaticPersistedQuery{Cache: cfg.QueryCache})
 	}
 	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))

@@ -3,6 +3,8 @@ package graph_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 	"crmsync/auth"
 	"crmsync/graph"
 	"crmsync/queue"
+	"crmsync/queue/queuetest"
 	"crmsync/store"
 	"crmsync/store/storetest"
 )
@@ -422,5 +425,43 @@ func TestGroupAndSubscriberLifecycle(t *testing.T) {
 	}
 	if r := b.do(t, ed, `query($g: ID!) { subscriberGroup(id: $g) { id } }`, map[string]any{"g": b.group.ID}); r.code() != "NOT_FOUND" {
 		t.Errorf("deleted group: %+v", r.Errors)
+	}
+}
+
+func TestAutomaticPersistedQueries(t *testing.T) {
+	t.Parallel()
+	r, keys := queuetest.Open(t)
+	st := storetest.Open(t)
+	v, _ := auth.NewVerifier(auth.Config{Secret: secret})
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: &fakePublisher{},
+		QueryCache: queue.NewQueryCache(r.Client, keys, time.Minute)}))
+	defer srv.Close()
+	b := &bundle{srv: srv}
+	viewer := token(t, claims("acme", "viewer", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	query := `{ connections { id } }`
+	sum := sha256.Sum256([]byte(query))
+	ext := map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": hex.EncodeToString(sum[:])}}
+	post := func(q string) result {
+		body, _ := json.Marshal(map[string]any{"query": q, "extensions": ext})
+		req, _ := http.NewRequest(http.MethodPost, b.srv.URL, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+viewer)
+		resp, err := b.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out result
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return out
+	}
+	if res := post(""); res.code() != "PERSISTED_QUERY_NOT_FOUND" {
+		t.Fatalf("unknown hash: %+v", res.Errors)
+	}
+	if res := post(query); res.code() != "" {
+		t.Fatalf("register: %+v", res.Errors)
+	}
+	if res := post(""); res.code() != "" || string(res.Data["connections"]) != "[]" {
+		t.Errorf("by hash: %s %+v", res.Data["connections"], res.Errors)
 	}
 }

@@ -28,3 +28,6 @@ func (k Keys) Lease(p int) string { return k.prefix + ":{events}:lease:" + strco
 
 // Members is the sorted set of live workers (score: last heartbeat, unix ms).
 func (k Keys) Members() string { return k.prefix + ":{events}:members" }
+
+// PersistedQuery is where a GraphQL document is kept under its SHA-256.
+func (k Keys) PersistedQuery(hash string) string { return k.prefix + ":apq:" + hash }

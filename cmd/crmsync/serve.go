@@ -109,7 +109,8 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
 	mux.Handle("POST /webhooks/reactions/{connectionId}", gateway.Reactions())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, PublicURL: publicURL, Production: cfg.Production, Logger: logger,
+		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream},
+		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))
 	if !cfg.Production {
 		mux.Handle("GET /graphiql", graph.GraphiQLHandler())
