@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"crmsync/graph/model"
 	"crmsync/store"
 )
 
@@ -60,4 +61,47 @@ func decodeEventCursor(after *string) (store.EventPosition, error) {
 		return store.EventPosition{}, &Error{Code: CodeBadUserInput, Message: "after is not a cursor of this list", Field: "after"}
 	}
 	return store.EventPosition{At: time.Unix(0, n).UTC(), ID: id}, nil
+}
+
+// page is one page of a Relay connection, ready for its edges.
+type page[T any] struct {
+	items []T
+	more  bool
+	total int
+}
+
+// edges builds a connection's edges and page info from a page.
+func edges[T any, E any](p page[T], cursor func(T) string, edge func(string, T) E) ([]E, *model.PageInfo) {
+	out := make([]E, len(p.items))
+	info := &model.PageInfo{HasNextPage: p.more}
+	for i, item := range p.items {
+		c := cursor(item)
+		out[i] = edge(c, item)
+		if i == len(p.items)-1 {
+			info.EndCursor = &c
+		}
+	}
+	return out, info
+}
+
+// idPage reads a page of items ordered by id: first and after as the connection
+// field got them, list and count from the store.
+func idPage[T any](first *int, after *string, list func(afterID string, n int) ([]T, bool, error), count func() (int, error)) (page[T], error) {
+	n, err := pageSize(first)
+	if err != nil {
+		return page[T]{}, err
+	}
+	afterID, err := decodeCursor(after)
+	if err != nil {
+		return page[T]{}, err
+	}
+	items, more, err := list(afterID, n)
+	if err != nil {
+		return page[T]{}, err
+	}
+	total, err := count()
+	if err != nil {
+		return page[T]{}, err
+	}
+	return page[T]{items: items, more: more, total: total}, nil
 }

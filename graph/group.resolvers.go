@@ -64,31 +64,17 @@ func (r *queryResolver) SubscriberGroups(ctx context.Context, first *int, after 
 	if err != nil {
 		return nil, err
 	}
-	n, err := pageSize(first)
+	p, err := idPage(first, after, func(afterID string, n int) ([]*store.Group, bool, error) {
+		return r.Store.GroupsPage(ctx, c.Tenant, afterID, n)
+	}, func() (int, error) { return r.Store.CountGroups(ctx, c.Tenant) })
 	if err != nil {
 		return nil, err
 	}
-	afterID, err := decodeCursor(after)
-	if err != nil {
-		return nil, err
-	}
-	groups, more, err := r.Store.GroupsPage(ctx, c.Tenant, afterID, n)
-	if err != nil {
-		return nil, err
-	}
-	total, err := r.Store.CountGroups(ctx, c.Tenant)
-	if err != nil {
-		return nil, err
-	}
-	conn := &model.SubscriberGroupConnection{Edges: make([]*model.SubscriberGroupEdge, len(groups)), PageInfo: &model.PageInfo{HasNextPage: more}, TotalCount: total}
-	for i, g := range groups {
-		conn.Edges[i] = &model.SubscriberGroupEdge{Cursor: encodeCursor(g.ID), Node: g}
-	}
-	if len(groups) > 0 {
-		end := conn.Edges[len(groups)-1].Cursor
-		conn.PageInfo.EndCursor = &end
-	}
-	return conn, nil
+	es, info := edges(p, func(g *store.Group) string { return encodeCursor(g.ID) },
+		func(c string, g *store.Group) *model.SubscriberGroupEdge {
+			return &model.SubscriberGroupEdge{Cursor: c, Node: g}
+		})
+	return &model.SubscriberGroupConnection{Edges: es, PageInfo: info, TotalCount: p.total}, nil
 }
 
 func (r *subscriberGroupResolver) Connection(ctx context.Context, obj *store.Group) (*store.Connection, error) {
@@ -109,31 +95,17 @@ func (r *subscriberGroupResolver) SubscriberCount(ctx context.Context, obj *stor
 }
 
 func (r *subscriberGroupResolver) Subscribers(ctx context.Context, obj *store.Group, first *int, after *string) (*model.SubscriberConnection, error) {
-	n, err := pageSize(first)
+	p, err := idPage(first, after, func(afterID string, n int) ([]*store.Subscriber, bool, error) {
+		return r.Store.SubscribersPage(ctx, obj.Tenant, obj.ID, afterID, n)
+	}, func() (int, error) { return r.Store.CountSubscribers(ctx, obj.Tenant, obj.ID) })
 	if err != nil {
 		return nil, err
 	}
-	afterID, err := decodeCursor(after)
-	if err != nil {
-		return nil, err
-	}
-	subs, more, err := r.Store.SubscribersPage(ctx, obj.Tenant, obj.ID, afterID, n)
-	if err != nil {
-		return nil, err
-	}
-	total, err := r.Store.CountSubscribers(ctx, obj.Tenant, obj.ID)
-	if err != nil {
-		return nil, err
-	}
-	conn := &model.SubscriberConnection{Edges: make([]*model.SubscriberEdge, len(subs)), PageInfo: &model.PageInfo{HasNextPage: more}, TotalCount: total}
-	for i, s := range subs {
-		conn.Edges[i] = &model.SubscriberEdge{Cursor: encodeCursor(s.ID), Node: s}
-	}
-	if len(subs) > 0 {
-		end := conn.Edges[len(subs)-1].Cursor
-		conn.PageInfo.EndCursor = &end
-	}
-	return conn, nil
+	es, info := edges(p, func(s *store.Subscriber) string { return encodeCursor(s.ID) },
+		func(c string, s *store.Subscriber) *model.SubscriberEdge {
+			return &model.SubscriberEdge{Cursor: c, Node: s}
+		})
+	return &model.SubscriberConnection{Edges: es, PageInfo: info, TotalCount: p.total}, nil
 }
 
 func (r *Resolver) SubscriberGroup() generated.SubscriberGroupResolver {

@@ -66,15 +66,11 @@ func (r *queryResolver) SyncEvents(ctx context.Context, recordID *string, status
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.SyncEventConnection{Edges: make([]*model.SyncEventEdge, len(evs)), PageInfo: &model.PageInfo{HasNextPage: more}, TotalCount: total}
-	for i, ev := range evs {
-		conn.Edges[i] = &model.SyncEventEdge{Cursor: encodeEventCursor(ev), Node: ev}
-	}
-	if len(evs) > 0 {
-		end := conn.Edges[len(evs)-1].Cursor
-		conn.PageInfo.EndCursor = &end
-	}
-	return conn, nil
+	es, info := edges(page[*store.InboxEvent]{items: evs, more: more}, encodeEventCursor,
+		func(c string, ev *store.InboxEvent) *model.SyncEventEdge {
+			return &model.SyncEventEdge{Cursor: c, Node: ev}
+		})
+	return &model.SyncEventConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *syncEventResolver) At(ctx context.Context, obj *store.InboxEvent) (*time.Time, error) {

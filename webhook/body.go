@@ -25,6 +25,20 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, int)
 	return body, 0
 }
 
+// readBodyOrRefuse reads the body, or answers the refusal itself and returns false.
+func readBodyOrRefuse(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	body, status := readBody(w, r, limit)
+	switch status {
+	case http.StatusRequestEntityTooLarge:
+		writeError(w, status, "body too large", "the limit is "+byteSize(limit))
+		return nil, false
+	case http.StatusBadRequest:
+		writeError(w, status, "unreadable body", "the request body could not be read to its end")
+		return nil, false
+	}
+	return body, true
+}
+
 func byteSize(n int64) string {
 	if n%(1<<20) == 0 {
 		return strconv.FormatInt(n>>20, 10) + " MiB"

@@ -106,13 +106,8 @@ func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	connID := r.PathValue("connectionId")
 	log := h.cfg.Logger.With(slog.String("connection", connID), slog.String("request", r.Header.Get("x-request-id")))
 
-	body, status := readBody(w, r, h.cfg.MaxBodyBytes)
-	switch status {
-	case http.StatusRequestEntityTooLarge:
-		writeError(w, status, "body too large", "the limit is "+byteSize(h.cfg.MaxBodyBytes))
-		return
-	case http.StatusBadRequest:
-		writeError(w, status, "unreadable body", "the request body could not be read to its end")
+	body, ok := readBodyOrRefuse(w, r, h.cfg.MaxBodyBytes)
+	if !ok {
 		return
 	}
 	conn, status := h.authenticate(ctx, r, connID, log)

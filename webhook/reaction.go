@@ -55,13 +55,8 @@ func (h *reactionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	connID := r.PathValue("connectionId")
 	log := h.cfg.Logger.With(slog.String("connection", connID), slog.String("webhookId", r.Header.Get("webhook-id")))
-	body, status := readBody(w, r, h.cfg.MaxBodyBytes)
-	switch status {
-	case http.StatusRequestEntityTooLarge:
-		writeError(w, status, "body too large", "the limit is "+byteSize(h.cfg.MaxBodyBytes))
-		return
-	case http.StatusBadRequest:
-		writeError(w, status, "unreadable body", "the request body could not be read to its end")
+	body, ok := readBodyOrRefuse(w, r, h.cfg.MaxBodyBytes)
+	if !ok {
 		return
 	}
 	storeCtx, cancel := context.WithTimeout(ctx, h.cfg.StoreTimeout)
