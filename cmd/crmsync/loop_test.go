@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"crmsync/dataverse"
-	"crmsync/dataverse/emulator"
 )
 
 // TestChangeMakesOneRoundTrip runs the whole loop with the emulator's real webhooks
@@ -16,11 +15,7 @@ import (
 // subscriber and is not written back either.
 func TestChangeMakesOneRoundTrip(t *testing.T) {
 	t.Parallel()
-	dv := emulator.New(emulator.Config{})
-	if err := dv.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer dv.Close()
+	dv, user := startEmulator(t)
 	ctx := context.Background()
 	in := startInstance(t)
 	admin := in.token("acme", "admin")
@@ -65,11 +60,6 @@ func TestChangeMakesOneRoundTrip(t *testing.T) {
 		t.Fatalf("after the create: %d Create and %d Update webhooks, want 1 and 0", c, u)
 	}
 
-	user, err := dataverse.NewClient(dataverse.Config{OrganizationURL: dv.URL(), TokenURL: dv.URL() + "/t/oauth2/v2.0/token",
-		ClientID: "emulator-user", ClientSecret: "emulator-user-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := user.Update(ctx, "contacts", sub.CRMRecord.ID, map[string]any{"lastname": "Two"}); err != nil {
 		t.Fatal(err)
 	}

@@ -16,17 +16,8 @@ import (
 // connection's recipient type, owned by the owner login, with their mapped fields.
 func TestSubscribersReachTheCRM(t *testing.T) {
 	t.Parallel()
-	dv := emulator.New(emulator.Config{})
-	if err := dv.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer dv.Close()
+	dv, user := startEmulator(t)
 	ctx := context.Background()
-	user, err := dataverse.NewClient(dataverse.Config{OrganizationURL: dv.URL(), TokenURL: dv.URL() + "/t/oauth2/v2.0/token",
-		ClientID: "emulator-user", ClientSecret: "emulator-user-secret"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	known, err := user.Create(ctx, "contacts", map[string]any{"lastname": "Known", "emailaddress1": "Known@Example.de"})
 	if err != nil {
 		t.Fatal(err)
@@ -97,11 +88,7 @@ func TestSubscribersReachTheCRM(t *testing.T) {
 // subscriber's trip to the CRM with that reason instead of picking some owner.
 func TestUnknownOwnerLoginFailsClearly(t *testing.T) {
 	t.Parallel()
-	dv := emulator.New(emulator.Config{})
-	if err := dv.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	defer dv.Close()
+	dv, _ := startEmulator(t)
 	in := startInstance(t)
 	admin := in.token("acme", "admin")
 	connID := in.createCRMConnection(admin, dv.URL(), "nobody@emulator.test")
@@ -139,4 +126,21 @@ func (in *instance) createCRMConnection(token, orgURL, owner string) string {
 		"webhookAuth": map[string]any{"mode": "WEBHOOK_KEY", "value": "emulator-webhook-key-123"},
 	}}, "createConnection", &conn)
 	return conn.ID
+}
+
+// startEmulator runs a Dataverse emulator for the test and returns a client acting
+// as its human user (admin@emulator.test), whose changes are not crmsync's own.
+func startEmulator(t *testing.T) (*emulator.Emulator, *dataverse.Client) {
+	t.Helper()
+	dv := emulator.New(emulator.Config{})
+	if err := dv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dv.Close() })
+	user, err := dataverse.NewClient(dataverse.Config{OrganizationURL: dv.URL(), TokenURL: dv.URL() + "/t/oauth2/v2.0/token",
+		ClientID: "emulator-user", ClientSecret: "emulator-user-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dv, user
 }
