@@ -60,6 +60,12 @@ type Config struct {
 	// starts at 4, follows the server's x-ms-dop-hint, halves after a 429 and
 	// grows back by one per round of answered requests.
 	MaxConcurrency int
+	// BulkSize is the most rows one CreateMultiple, UpdateMultiple or UpsertMultiple
+	// request carries and the most members one AddListMembers call sends; larger
+	// calls are split into requests of this size. Default 1000, the top of
+	// Dataverse's guidance of 100–1,000 per request for standard tables (§7.1);
+	// elastic tables want 100.
+	BulkSize int
 }
 
 // Defaults for Config, in one place.
@@ -70,6 +76,8 @@ const (
 	DefaultHTTPTimeout = 2 * time.Minute
 	// DefaultMaxConcurrency is Dataverse's concurrent-request limit per user.
 	DefaultMaxConcurrency = 52
+	// DefaultBulkSize is how many rows a bulk request carries.
+	DefaultBulkSize = 1000
 
 	// APIPath is where the Web API lives under the organization URL.
 	APIPath = "/api/data/v9.2/"
@@ -81,6 +89,7 @@ func (c *Config) setDefaults() {
 		c.TokenURL = "https://login.microsoftonline.com/" + url.PathEscape(c.TenantID) + "/oauth2/v2.0/token"
 	}
 	c.MaxConcurrency = cmp.Or(c.MaxConcurrency, DefaultMaxConcurrency)
+	c.BulkSize = cmp.Or(c.BulkSize, DefaultBulkSize)
 	if c.HTTPClient == nil {
 		// A transport of its own keeps as many idle connections as requests may be
 		// in flight; http.DefaultTransport keeps two per host.
@@ -126,6 +135,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("MaxBackoff (%s) must be at least MinBackoff (%s)", c.MaxBackoff, c.MinBackoff)
 	case c.MaxConcurrency < 1:
 		return fmt.Errorf("MaxConcurrency must be positive, got %d", c.MaxConcurrency)
+	case c.BulkSize < 1:
+		return fmt.Errorf("BulkSize must be positive, got %d", c.BulkSize)
 	}
 	if u, err := url.Parse(c.TokenURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("TokenURL %q is not an http(s) URL", c.TokenURL)
@@ -145,6 +156,7 @@ type Client struct {
 	retry  retrier
 	gate   gate
 	limit  *limiter
+	bulk   int // Config.BulkSize
 }
 
 // NewClient checks cfg and builds a client; it does not contact the server.
@@ -165,6 +177,7 @@ func NewClient(cfg Config) (*Client, error) {
 		},
 		retry: retrier{max: cfg.MaxRetries, min: cfg.MinBackoff, cap: cfg.MaxBackoff, sleep: cfg.Sleep},
 		limit: newLimiter(cfg.MaxConcurrency),
+		bulk:  cfg.BulkSize,
 	}, nil
 }
 
@@ -396,6 +409,14 @@ type request struct {
 	// create marks a POST that carries its row's id: a DuplicateRecord answer
 	// after an attempt that may have gone through means the row was made.
 	create bool
+	// once marks a request that is not sent again after an attempt that may have
+	// taken effect (no answer, or a 5xx): a $batch, whose operations need not be
+	// idempotent. Throttling and a refused token are still retried: nothing ran.
+	once bool
+	// accept, when set, takes a non-2xx answer as the answer instead of an error
+	// (a $batch that stopped at a failed operation answers that failure's status
+	// with the batch body); do returns it like a 2xx one.
+	accept func(resp *http.Response) bool
 }
 
 // do sends a request until it succeeds, fails for good or runs out of retries; it
@@ -417,6 +438,9 @@ func (c *Client) do(ctx context.Context, req *request) (*http.Response, error) {
 		var te *transportError
 		if errors.As(err, &te) || (isAPI && ae.Status >= 500) {
 			unsure = true
+			if req.once {
+				return nil, err
+			}
 		}
 		if isAPI && tok != "" && ae.Status == http.StatusUnauthorized && !renewed {
 			// The token expired early or was revoked: get a new one and try once more.
@@ -490,7 +514,7 @@ func (c *Client) send(ctx context.Context, req *request) (resp *http.Response, t
 		c.limit.hint(n)
 	}
 	met = outcomeOf(resp.StatusCode)
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	if (resp.StatusCode >= 200 && resp.StatusCode < 300) || (req.accept != nil && req.accept(resp)) {
 		if req.decode == nil {
 			return resp, tok, nil
 		}

@@ -31,4 +31,10 @@
 // When the body exceeded 256 KB, Dataverse strips InputParameters, images and
 // ParentContext and sets the x-ms-dynamics-msg-size-exceeded header; such an event
 // reports NeedsReread, and the row has to be read back through the Web API.
+//
+// The other half is the Web API client (Client), through which crmsync writes back:
+// single-row CRUD, queries (Query, FetchXML), $batch with change sets (Batch), the
+// bulk messages (CreateMultiple, UpdateMultiple, UpsertMultiple), the
+// marketing-list actions and N:N associations, and change tracking (Changes), all
+// throttled and retried as reference/dataverse.md §4.6 and §7.3 ask.
 package dataverse

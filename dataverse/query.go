@@ -42,9 +42,9 @@ type Query struct {
 // from users or the eMS cannot change a $filter.
 func QuoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// Rows streams the result of a query page by page: it follows @odata.nextLink only
-// when the current page is used up and never holds more than one page, so a
-// 100,000-row table reads in constant memory.
+// Rows streams the result of a query page by page: it follows @odata.nextLink (or,
+// for FetchXML, the paging cookie) only when the current page is used up and never
+// holds more than one page, so a 100,000-row table reads in constant memory.
 type Rows struct {
 	c        *Client
 	set      string
@@ -58,6 +58,10 @@ type Rows struct {
 	pages    int
 	count    int64
 	hasCount bool
+	// follow turns an answer into the URL of the next page ("" after the last);
+	// nil follows @odata.nextLink. FetchXML pages by cookie, change tracking also
+	// keeps the delta link.
+	follow func(p *page) (string, error)
 }
 
 // Query starts reading entitySet; the first page is fetched at once, so Count is
@@ -150,9 +154,13 @@ func (r *Rows) Pages() int { return r.pages }
 
 // page is one answer of a collection request.
 type page struct {
-	Value    []Row  `json:"value"`
-	NextLink string `json:"@odata.nextLink"`
-	Count    *int64 `json:"@odata.count"`
+	Value     []Row
+	NextLink  string // @odata.nextLink
+	Count     *int64 // @odata.count
+	DeltaLink string // @odata.deltaLink (change tracking)
+	// PagingCookie and MoreRecords are FetchXML's paging annotations.
+	PagingCookie string // @Microsoft.Dynamics.CRM.fetchxmlpagingcookie
+	MoreRecords  bool   // @Microsoft.Dynamics.CRM.morerecords
 }
 
 // decodePage reads a collection answer row by row, so the raw page is never
@@ -189,6 +197,12 @@ func decodePage(r io.Reader, p *page) error {
 			err = dec.Decode(&p.NextLink)
 		case "@odata.count":
 			err = dec.Decode(&p.Count)
+		case "@odata.deltaLink":
+			err = dec.Decode(&p.DeltaLink)
+		case "@Microsoft.Dynamics.CRM.fetchxmlpagingcookie":
+			err = dec.Decode(&p.PagingCookie)
+		case "@Microsoft.Dynamics.CRM.morerecords":
+			err = dec.Decode(&p.MoreRecords)
 		default:
 			var skip json.RawMessage
 			err = dec.Decode(&skip)
@@ -225,13 +239,20 @@ func (r *Rows) fetch(ctx context.Context) {
 		r.err = fmt.Errorf("query %s: %w", r.set, err)
 		return
 	}
-	if p.NextLink != "" && !sameOrigin(p.NextLink, r.c.api) {
+	next := p.NextLink
+	if r.follow != nil {
+		if next, err = r.follow(&p); err != nil {
+			r.err = fmt.Errorf("query %s: %w", r.set, err)
+			return
+		}
+	}
+	if next != "" && !sameOrigin(next, r.c.api) {
 		// The bearer token must never go to another host.
-		r.err = fmt.Errorf("query %s: @odata.nextLink %q leaves %s", r.set, p.NextLink, r.c.api)
+		r.err = fmt.Errorf("query %s: next page %q leaves %s", r.set, next, r.c.api)
 		return
 	}
 	r.pages++
-	r.page, r.next = p.Value, p.NextLink
+	r.page, r.next = p.Value, next
 	if p.Count != nil {
 		r.count, r.hasCount = *p.Count, true
 	}

@@ -93,8 +93,18 @@ func newDeliverer(cfg Config, now func() time.Time, log *slog.Logger) *deliverer
 	return d
 }
 
-// enqueue builds the bodies of captured step calls and queues them.
+// enqueue builds the bodies of captured step calls and queues them; inside an open
+// transaction (a $batch change set) they wait for its commit instead (txn.go).
 func (e *Emulator) enqueue(calls []*stepCall) {
+	if len(calls) == 0 {
+		return
+	}
+	e.mu.Lock()
+	held := e.holdLocked(calls)
+	e.mu.Unlock()
+	if held {
+		return
+	}
 	for _, sc := range calls {
 		opID := newID()
 		body, stripped := e.webhookBody(sc, opID)

@@ -31,11 +31,30 @@
 //     change goes to the matching steps as a RemoteExecutionContext
 //     (webhook.go, remotecontext.go), sent asynchronously with Dataverse's headers,
 //     authentication, 60-second timeout and single retry after 502/503/504
-//     (delivery.go), and logged for tests (Deliveries).
+//     (delivery.go), and logged for tests (Deliveries);
+//   - $batch (§4.5, batch.go): multipart/mixed requests and atomic change sets with
+//     Content-ID references, at most 1000 requests, stop at the first failure unless
+//     Prefer: odata.continue-on-error;
+//   - bulk messages (§7.1, bulk.go): CreateMultiple, UpdateMultiple and
+//     UpsertMultiple, each all or nothing, raising the per-row Create and Update
+//     events; alternate keys (altkey.go) on cs_subscription for UpsertMultiple and
+//     in URLs;
+//   - marketing lists (§4.7, listaction.go): AddMemberList, AddListMembersList,
+//     RemoveMemberList, CopyDynamicListToStatic and the list N:N relationships
+//     through $ref, with AddMember, AddListMembers, RemoveMember, Associate and
+//     Disassociate events (§3.6);
+//   - FetchXML (§4.4, fetchxml.go) with link-entity, paging cookies and
+//     case-insensitive conditions; dynamic lists store and validate theirs;
+//   - change tracking (§7.2, changetrack.go) on contact, account, lead, list and
+//     cs_subscription: Prefer: odata.track-changes, delta links, $deletedEntity
+//     entries and ExpiredVersionStamp after Config.ChangeTrackingRetention.
 //
-// The schema (tables, columns, states) is the data in tables.go and sdktables.go; a
-// table is added there. $batch, bulk actions, $expand, FetchXML, the list actions
-// (AddMember…), custom APIs and N:N associations are not implemented yet: such
-// requests answer 501 so nobody mistakes them for supported, and steps on the
+// Transactions (txn.go) undo a failed change set, bulk message or list action and
+// hold its webhook events until it commits.
+//
+// The schema (tables, columns, states, keys) is the data in tables.go and
+// sdktables.go; a table is added there. $expand, $metadata, FetchXML aggregates,
+// custom APIs and N:N relationships other than the lists' are not implemented yet:
+// such requests answer 501 so nobody mistakes them for supported, and steps on the
 // messages they would raise never fire.
 package emulator

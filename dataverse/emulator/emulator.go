@@ -91,6 +91,12 @@ type Config struct {
 	// DeliveryLogSize is how many webhook deliveries Deliveries keeps, the oldest
 	// going first; default 10000.
 	DeliveryLogSize int
+
+	// ChangeTrackingRetention is how long deletions are remembered for change
+	// tracking and a delta token stays usable (organization.expirechangetrackingindays,
+	// §7.2); an older token fails with ExpiredVersionStamp. Default 7 days, the
+	// current documented default.
+	ChangeTrackingRetention time.Duration
 }
 
 // Default identities of contract.md ("The emulator").
@@ -111,6 +117,10 @@ const (
 	DefaultWebhookTimeout  = 60 * time.Second
 	DefaultWebhookWorkers  = 4
 	DefaultDeliveryLogSize = 10000
+
+	// DefaultChangeTrackingRetention is organization.expirechangetrackingindays' current
+	// documented default, 7 days (§7.2).
+	DefaultChangeTrackingRetention = 7 * 24 * time.Hour
 
 	// AppUserDomainName is the domainname of the application user the ClientID acts as.
 	AppUserDomainName = "crmsync@emulator.test"
@@ -140,6 +150,12 @@ type Emulator struct {
 	mu      sync.RWMutex
 	version int64                         // global row version; every write takes the next one
 	rows    map[string]map[string]*record // by logical name, then id
+	journal *journal                      // the open transaction's undo log (txn.go)
+	deleted map[string][]tombstone        // deletions of change-tracked tables, oldest first (changetrack.go)
+
+	// gate is held shared by every Web API request and exclusively by a $batch
+	// change set, so a change set's rollback meets only its own writes (txn.go).
+	gate sync.RWMutex
 
 	tokenRequests atomic.Int64
 
@@ -195,11 +211,13 @@ func New(cfg Config) *Emulator {
 		cfg.WebhookClient = &http.Client{Transport: tr}
 	}
 	cfg.DeliveryLogSize = cmp.Or(cfg.DeliveryLogSize, DefaultDeliveryLogSize)
+	cfg.ChangeTrackingRetention = cmp.Or(cfg.ChangeTrackingRetention, DefaultChangeTrackingRetention)
 	e := &Emulator{
 		cfg:     cfg,
 		now:     cfg.Now,
 		log:     cfg.Logger,
 		rows:    map[string]map[string]*record{},
+		deleted: map[string][]tombstone{},
 		version: 1_000_000,
 	}
 	if e.now == nil {
@@ -308,6 +326,8 @@ func (e *Emulator) Create(entitySet string, row map[string]any) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", entitySet, err)
 	}
+	e.gate.RLock()
+	defer e.gate.RUnlock()
 	rec, err := e.createRow(t, e.principal(e.appUser), body)
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", entitySet, err)
@@ -422,6 +442,10 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		out = &lostAnswer{h: http.Header{}}
 	}
 	setBudgetHeaders(out.Header(), left)
+	if r.PathValue("rest") != "$batch" { // a batch takes the gate per part (batch.go)
+		e.gate.RLock()
+		defer e.gate.RUnlock()
+	}
 	if err := e.route(out, r, caller); err != nil {
 		e.writeError(out, r, err)
 	}
@@ -448,8 +472,18 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, caller *princip
 			return errMethod(r)
 		}
 		return e.whoAmI(w, r, caller)
-	case "$batch", "$metadata":
+	case "$batch":
+		if r.Method != http.MethodPost || hasKey || tail != "" {
+			return errMethod(r)
+		}
+		return e.batch(w, r, caller)
+	case "$metadata":
 		return errNotImplemented(name)
+	case actionAddListMembers:
+		if r.Method != http.MethodPost || hasKey || tail != "" {
+			return errMethod(r)
+		}
+		return e.addListMembers(w, r, caller)
 	}
 	t, ok := e.reg.bySet[name]
 	if !ok {
@@ -460,7 +494,11 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, caller *princip
 		case tail == "$count" && r.Method == http.MethodGet:
 			return e.count(w, r, t)
 		case tail != "":
-			return errNotImplemented("'" + tail + "' on a collection (bound actions and functions)")
+			return e.collectionOperation(w, r, t, tail, caller)
+		case r.Method == http.MethodGet && r.URL.Query().Has("fetchXml"):
+			return e.fetchXML(w, r, t)
+		case r.Method == http.MethodGet && r.URL.Query().Has("$deltatoken"):
+			return e.delta(w, r, t)
 		case r.Method == http.MethodGet:
 			return e.list(w, r, t)
 		case r.Method == http.MethodPost:
@@ -468,12 +506,15 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, caller *princip
 		}
 		return errMethod(r)
 	}
+	if strings.Contains(key, "=") && len(t.keys) > 0 {
+		return e.routeAlternateKey(w, r, t, key, tail, caller)
+	}
 	id, err := parseKey(t, key)
 	if err != nil {
 		return err
 	}
 	if tail != "" {
-		return errNotImplemented("'" + tail + "' on a row (single properties, $ref, bound actions)")
+		return e.rowOperation(w, r, t, id, tail, caller)
 	}
 	switch r.Method {
 	case http.MethodGet:
@@ -491,7 +532,8 @@ func errMethod(r *http.Request) *apiError {
 }
 
 // parseKey reads the key in "contacts(<key>)": a GUID. Alternate keys are refused
-// as Dataverse refuses them on a table that defines none.
+// as Dataverse refuses them on a table that defines none; tables with keys route
+// them to routeAlternateKey first.
 func parseKey(t *table, key string) (string, error) {
 	if id, ok := parseGUID(key); ok {
 		return id, nil

@@ -365,8 +365,11 @@ func TestUnknownResources(t *testing.T) {
 	b.call(t, http.MethodPut, "contacts", map[string]any{}).wantError(t, http.StatusMethodNotAllowed, "", "does not support http method 'PUT'")
 	b.call(t, http.MethodGet, "contacts(not-a-guid)", nil).wantError(t, http.StatusBadRequest, codeODataBadRequest, "")
 	b.call(t, http.MethodGet, "contacts(emailaddress1='a@b.de')", nil).wantError(t, http.StatusBadRequest, codeODataBadRequest, "alternate key")
-	b.call(t, http.MethodPost, "$batch", nil).wantError(t, http.StatusNotImplemented, codeNotImplemented, "$batch")
-	b.call(t, http.MethodPost, "contacts/Microsoft.Dynamics.CRM.CreateMultiple", map[string]any{}).wantError(t, http.StatusNotImplemented, codeNotImplemented, "")
+	b.call(t, http.MethodPost, "$batch", nil).wantError(t, http.StatusBadRequest, codeODataBadRequest, "multipart/mixed")
+	b.call(t, http.MethodGet, "$batch", nil).wantError(t, http.StatusMethodNotAllowed, "", "GET")
+	b.call(t, http.MethodPost, "contacts/CreateMultiple", map[string]any{}).wantError(t, http.StatusBadRequest, codeODataBadRequest, "unresolved parameters")
+	b.call(t, http.MethodPost, "contacts/Microsoft.Dynamics.CRM.Frobnicate", map[string]any{}).wantError(t, http.StatusNotImplemented, codeNotImplemented, "")
+	b.call(t, http.MethodPost, "systemusers/Microsoft.Dynamics.CRM.CreateMultiple", map[string]any{"Targets": []any{}}).wantError(t, http.StatusBadRequest, codeInvalidArgument, "'CreateMultiple' method does not support entities of type 'systemuser'")
 }
 
 func TestStartURLClose(t *testing.T) {

@@ -93,9 +93,10 @@ func compareRows(t *table, keys []orderKey, a, b *record) int {
 // primary key of that row. A keyset cursor keeps paging correct while rows are
 // added or removed between pages.
 type cursor struct {
-	page int
-	vals []any
-	id   string
+	page  int
+	vals  []any
+	id    string
+	track int64 // change tracking: the version the initial sync's delta link starts from; 0 when not tracking
 }
 
 // compareToCursor orders a row against a cursor the way compareRows orders rows.
@@ -122,7 +123,11 @@ func (c *cursor) encode() string {
 	}
 	parts = append(parts, "r"+c.id)
 	raw := strings.Join(parts, "\x1f")
-	return `<cookie pagenumber="` + strconv.Itoa(c.page) + `" pagingcookie="` + base64.RawURLEncoding.EncodeToString([]byte(raw)) + `" istracking="False" />`
+	tracking := `istracking="False"`
+	if c.track > 0 {
+		tracking = `istracking="True" trackingversion="` + strconv.FormatInt(c.track, 10) + `"`
+	}
+	return `<cookie pagenumber="` + strconv.Itoa(c.page) + `" pagingcookie="` + base64.RawURLEncoding.EncodeToString([]byte(raw)) + `" ` + tracking + ` />`
 }
 
 func decodeCursor(s string, keys []orderKey) (*cursor, bool) {
@@ -147,6 +152,11 @@ func decodeCursor(s string, keys []orderKey) (*cursor, bool) {
 		return nil, false
 	}
 	c := &cursor{page: n, id: parts[len(parts)-1][1:]}
+	if v, ok := cookieAttr(s, "trackingversion"); ok {
+		if c.track, err = strconv.ParseInt(v, 10, 64); err != nil || c.track <= 0 {
+			return nil, false
+		}
+	}
 	for _, p := range parts[:len(keys)] {
 		v, ok := decodeKeyValue(p)
 		if !ok {
@@ -219,8 +229,18 @@ func decodeKeyValue(s string) (any, bool) {
 // list handles GET /<set>: $filter, $orderby, $select, $count and paging. A page is
 // odata.maxpagesize rows (default and at most 5000) followed by @odata.nextLink;
 // without that preference, $top limits the result to one page of at most $top rows,
-// and with it $top is ignored (§4.4).
+// and with it $top is ignored (§4.4). On a tracked table, Prefer:
+// odata.track-changes starts change tracking: the last page ends with an
+// @odata.deltaLink for the version the first page was read at (changetrack.go).
 func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error {
+	prefs := parsePrefer(r.Header)
+	_, tracking := prefs["odata.track-changes"]
+	tracking = tracking && t.tracked // Dataverse applies the preference only where tracking is enabled
+	if tracking {
+		if err := checkTrackingOptions(r); err != nil {
+			return err
+		}
+	}
 	if err := checkQueryOptions(r, "$select", "$filter", "$orderby", "$top", "$count", "$skiptoken"); err != nil {
 		return err
 	}
@@ -253,8 +273,10 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 			return errorf(http.StatusBadRequest, codeODataBadRequest, "'%s' is not a valid count option.", v)
 		}
 	}
-	prefs := parsePrefer(r.Header)
 	var applied []string
+	if tracking {
+		applied = append(applied, "odata.track-changes")
+	}
 	pageSize, paged := maxPageSize, true
 	if v, ok := prefs["odata.maxpagesize"]; ok {
 		n, err := strconv.Atoi(v)
@@ -271,6 +293,11 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 		if cur, ok = decodeCursor(v, keys); !ok {
 			return errorf(http.StatusBadRequest, codeODataBadRequest, "The $skiptoken '%s' is not valid for this query.", v)
 		}
+		if cur.track > 0 && t.tracked && !tracking {
+			// A nextLink of an initial sync goes on tracking without the preference.
+			tracking = true
+			applied = append([]string{"odata.track-changes"}, applied...)
+		}
 	}
 	ann := parseAnnotations(prefs["odata.include-annotations"])
 	if ann.any() {
@@ -279,6 +306,10 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 
 	e.mu.RLock()
 	defer e.mu.RUnlock()
+	snapshot := e.version
+	if cur != nil && cur.track > 0 {
+		snapshot = cur.track
+	}
 	matched := make([]*record, 0, len(e.rows[t.logical]))
 	for _, rec := range e.rows[t.logical] {
 		if filter == nil || filter.eval(rec) {
@@ -321,11 +352,17 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 	if paged && end < len(matched) {
 		last := rows[len(rows)-1]
 		next := &cursor{page: page + 1, id: last.id}
+		if tracking {
+			next.track = snapshot
+		}
 		for _, k := range keys {
 			next.vals = append(next.vals, last.vals[k.col.name])
 		}
 		b = append(b, `,"@odata.nextLink":`...)
 		b = appendString(b, nextLink(r, t, next.encode()))
+	} else if tracking {
+		b = append(b, `,"@odata.deltaLink":`...)
+		b = appendString(b, withParams(r, t, []string{"$skiptoken", "$deltatoken"}, "$deltatoken", deltaToken(snapshot, e.now())))
 	}
 	b = append(b, '}')
 	if len(applied) > 0 {

@@ -152,7 +152,8 @@ func TestQueryOptions(t *testing.T) {
 		{"bad $filter", query("$filter", "lastname eq"), 400, codeODataBadRequest, "Syntax error"},
 		{"bad $top", query("$top", "-1"), 400, codeODataBadRequest, "$top"},
 		{"bad $skiptoken", query("$skiptoken", "<cookie/>"), 400, codeODataBadRequest, "$skiptoken"},
-		{"fetchXml", query("fetchXml", "<fetch/>"), 501, codeNotImplemented, "fetchXml"},
+		{"fetchXml without entity", query("fetchXml", "<fetch/>"), 400, codeInvalidArgument, "<entity>"},
+		{"fetchXml with $select", query("fetchXml", "<fetch><entity name='contact'/></fetch>", "$select", "lastname"), 400, codeODataBadRequest, "fetchXml"},
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,6 +23,8 @@ const (
 	typeReferenceWire = "EntityReference" + contractsNS
 	typeOptionWire    = "OptionSetValue" + contractsNS
 	typeMoneyWire     = "Money" + contractsNS
+	typeCollWire      = "EntityCollection" + contractsNS
+	typeRelationWire  = "Relationship" + contractsNS
 	zeroGUID          = "00000000-0000-0000-0000-000000000000"
 )
 
@@ -45,6 +47,15 @@ type (
 		key   string
 		value any
 	}
+	// wireCollection is an EntityCollection (Targets of the bulk messages); its
+	// entities carry no "__type", as in the party-list captures of §3.2.
+	wireCollection struct {
+		entity   string
+		entities []*wireEntity
+	}
+	// wireRelationship is the Relationship of Associate and Disassociate: its
+	// schema name.
+	wireRelationship string
 )
 
 // wireContext is one RemoteExecutionContext.
@@ -84,8 +95,15 @@ func (e *Emulator) wireContext(sc *stepCall, operationID string) *wireContext {
 		shared: []wireKV{{"IsAutoTransact", true}},
 		owner:  &wireRef{logical: "sdkmessageprocessingstep", id: s.id, name: s.name},
 	}
-	wc.input = e.inputParameters(c)
-	if c.message == msgCreate && s.stage == 40 {
+	wc.input = c.input
+	if wc.input == nil {
+		wc.input = e.inputParameters(c)
+	}
+	switch {
+	case s.stage != 40:
+	case c.output != nil:
+		wc.output = c.output
+	case c.message == msgCreate:
 		wc.output = []wireKV{{"id", c.id}}
 	}
 	for _, img := range s.images {
@@ -151,6 +169,18 @@ func (e *Emulator) inputParameters(c rowChange) []wireKV {
 		}
 	case msgAssign:
 		return []wireKV{{"Target", self}, {"Assignee", wireValue(c.t.byName["ownerid"], c.post["ownerid"])}}
+	case msgCreateMultiple, msgUpdateMultiple:
+		coll := wireCollection{entity: c.t.logical, entities: make([]*wireEntity, 0, len(c.rows))}
+		for _, row := range c.rows {
+			for _, kv := range e.inputParameters(row) {
+				if target, ok := kv.value.(*wireEntity); ok && kv.key == "Target" {
+					untyped := *target
+					untyped.typed = false
+					coll.entities = append(coll.entities, &untyped)
+				}
+			}
+		}
+		return []wireKV{{"Targets", coll}}
 	}
 	return nil
 }
@@ -331,6 +361,35 @@ func appendWire(b []byte, v any) []byte {
 		return append(b, '}')
 	case wireDate:
 		return appendDate(b, time.Time(v), "")
+	case wireCollection:
+		b = append(b, `{"__type":`...)
+		b = appendDCString(b, typeCollWire)
+		b = append(b, `,"Entities":[`...)
+		for i, ent := range v.entities {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = ent.append(b)
+		}
+		b = append(b, `],"EntityName":`...)
+		b = appendDCString(b, v.entity)
+		return append(b, `,"MinActiveRowVersion":"-1","MoreRecords":false,"PagingCookie":null,"TotalRecordCount":-1,"TotalRecordCountLimitExceeded":false}`...)
+	case wireRelationship:
+		b = append(b, `{"__type":`...)
+		b = appendDCString(b, typeRelationWire)
+		b = append(b, `,"PrimaryEntityRole":null,"SchemaName":`...)
+		b = appendDCString(b, string(v))
+		return append(b, '}')
+	case []any:
+		// Guid[] (MemberIds, Ids) and EntityReferenceCollection (RelatedEntities).
+		b = append(b, '[')
+		for i, item := range v {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendWire(b, item)
+		}
+		return append(b, ']')
 	case string:
 		return appendDCString(b, v)
 	case bool:

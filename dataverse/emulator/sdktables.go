@@ -259,8 +259,10 @@ func (e *Emulator) messageNameLocked(step *record) string {
 // seedMessages creates the sdkmessage rows of the messages crmsync registers on
 // and an sdkmessagefilter for each message and table that raises it. Associate and
 // Disassociate have no filter: their steps fire for every N:N relationship (§1).
+// CreateMultiple and UpdateMultiple have filters for the tables marked bulk, which
+// is how a client finds out that a table takes them (§7.1).
 func (e *Emulator) seedMessages(put func(table, id string, vals map[string]any)) {
-	var data, stateful, owned []string
+	var data, stateful, owned, bulk []string
 	for _, t := range e.reg.tables {
 		switch t.logical {
 		case "systemuser", "businessunit", "serviceendpoint", "sdkmessage", "sdkmessagefilter",
@@ -273,6 +275,9 @@ func (e *Emulator) seedMessages(put func(table, id string, vals map[string]any))
 		}
 		if t.ownership == userOwned {
 			owned = append(owned, t.logical)
+		}
+		if t.bulk {
+			bulk = append(bulk, t.logical)
 		}
 	}
 	messages := []struct {
@@ -289,6 +294,11 @@ func (e *Emulator) seedMessages(put func(table, id string, vals map[string]any))
 		{"AddMember", "Marketing", []string{"list"}},
 		{"AddListMembers", "Marketing", []string{"list"}},
 		{"RemoveMember", "Marketing", []string{"list"}},
+		{"CopyDynamicListToStatic", "Marketing", []string{"list"}},
+		// The bulk messages (§7.1): a table supports them when it has these filters;
+		// UpsertMultiple has none of its own.
+		{"CreateMultiple", "Create", bulk},
+		{"UpdateMultiple", "Update", bulk},
 		{"cs_SendCampaign", "CustomAPI", []string{"campaignactivity"}},
 		{"cs_SyncMarketingList", "CustomAPI", []string{"list"}},
 	}

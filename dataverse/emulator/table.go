@@ -138,10 +138,26 @@ type table struct {
 	// check validates a row about to be written (vals is the row after the change),
 	// for rules that span columns or rows; it runs under the emulator's lock.
 	check func(e *Emulator, vals map[string]any) error
+	// tracked is EntityMetadata.ChangeTrackingEnabled (§7.2): collection reads take
+	// Prefer: odata.track-changes and answer a delta link (changetrack.go).
+	tracked bool
+	// bulk says the table has sdkmessagefilter rows for CreateMultiple and
+	// UpdateMultiple, so it takes the bulk messages of §7.1 (bulk.go).
+	bulk bool
+	// keys are the table's alternate keys (§4.3), which UpsertMultiple names rows by
+	// and which no two rows may share.
+	keys []altKey
 
 	byProp map[string]*column // by JSON property (_x_value for lookups)
 	byName map[string]*column // by logical name
 	byNav  map[string]navRef  // by navigation property
+}
+
+// altKey is an alternate key: a name and the columns (logical names) whose values
+// together identify a row.
+type altKey struct {
+	name string
+	cols []string
 }
 
 // navRef is a navigation property resolved to its lookup column.
@@ -241,6 +257,13 @@ func newRegistry(tables []*table) (*registry, error) {
 			t.byProp[c.property()] = c
 			for _, n := range c.navs {
 				t.byNav[n.name] = navRef{col: c, nav: n}
+			}
+		}
+		for _, k := range t.keys {
+			for _, name := range k.cols {
+				if t.byName[name] == nil {
+					return nil, fmt.Errorf("emulator: table %q: key %q names unknown column %q", t.logical, k.name, name)
+				}
 			}
 		}
 		r.tables = append(r.tables, t)

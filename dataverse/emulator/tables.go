@@ -7,6 +7,9 @@ package emulator
 // modifiedon, createdby, modifiedby, versionnumber and, for user-owned tables,
 // ownerid/owninguser/owningbusinessunit are added by newRegistry.
 //
+// A table's tracked, bulk and keys fields say whether it has change tracking, takes
+// the bulk messages and which alternate keys it defines.
+//
 // It is a function, not a variable, so no emulator shares mutable table state with
 // another.
 func builtinTables() []*table {
@@ -28,8 +31,9 @@ func builtinTables() []*table {
 				multiLookup("parentcustomerid", "", "account", "contact"),
 				memo("description", 2000),
 			}),
-			states: activeInactive(),
-			derive: fullName,
+			states:  activeInactive(),
+			derive:  fullName,
+			tracked: true, bulk: true,
 		},
 		{
 			logical: "account", set: "accounts", pk: "accountid", primaryName: "name", stateEnum: "AccountState",
@@ -43,7 +47,8 @@ func builtinTables() []*table {
 				lookup("parentaccountid", "account"),
 				memo("description", 2000),
 			}, consentColumns(), addressColumns()),
-			states: activeInactive(),
+			states:  activeInactive(),
+			tracked: true, bulk: true,
 		},
 		{
 			logical: "lead", set: "leads", pk: "leadid", primaryName: "fullname", stateEnum: "LeadState",
@@ -63,7 +68,8 @@ func builtinTables() []*table {
 				{value: 1, label: "Qualified", defaultStatus: 3, statuses: opts(3, "Qualified")},
 				{value: 2, label: "Disqualified", defaultStatus: 4, statuses: opts(4, "Lost", 5, "Cannot Contact", 6, "No Longer Interested", 7, "Canceled")},
 			},
-			derive: fullName,
+			derive:  fullName,
+			tracked: true, bulk: true,
 		},
 		{
 			logical: "list", set: "lists", pk: "listid", primaryName: "listname", stateEnum: "ListState",
@@ -93,6 +99,8 @@ func builtinTables() []*table {
 				{value: 0, label: "Active", defaultStatus: 0, statuses: opts(0, "Active")},
 				{value: 1, label: "Inactive", defaultStatus: 1, statuses: opts(1, "Inactive")},
 			},
+			check:   checkList,
+			tracked: true,
 		},
 		{
 			// listmember is the intersect of list ↔ account/contact/lead. Real Dataverse
@@ -169,6 +177,7 @@ func builtinTables() []*table {
 				{value: 1, label: "Closed", defaultStatus: 2, statuses: opts(2, "Closed")},
 				{value: 2, label: "Canceled", defaultStatus: 3, statuses: opts(3, "Canceled")},
 			},
+			bulk: true,
 		},
 		{
 			// cs_subscription is the connector solution's "eMS tab" of a person: one row
@@ -185,7 +194,18 @@ func builtinTables() []*table {
 				text("cs_groupid", 100),
 				dateTime("cs_lastsyncedon"),
 			},
-			states: activeInactive(),
+			states:  activeInactive(),
+			tracked: true, bulk: true,
+			// The solution's alternate keys: one subscription per record and group,
+			// one key per member type because a key's columns are fixed. They are the
+			// emulator's choice (design.md names the columns, not the keys); rows whose
+			// key columns are not all set are not held to a key, as Dataverse's
+			// filtered key indexes do not hold them (unverified).
+			keys: []altKey{
+				{name: "cs_contactgroup", cols: []string{"cs_contactid", "cs_groupid"}},
+				{name: "cs_leadgroup", cols: []string{"cs_leadid", "cs_groupid"}},
+				{name: "cs_accountgroup", cols: []string{"cs_accountid", "cs_groupid"}},
+			},
 		},
 		{
 			logical: "systemuser", set: "systemusers", pk: "systemuserid", primaryName: "fullname", ownership: businessOwned, noDelete: true,

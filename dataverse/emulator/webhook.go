@@ -21,11 +21,19 @@ import (
 
 // Messages the emulator raises.
 const (
-	msgCreate   = "Create"
-	msgUpdate   = "Update"
-	msgDelete   = "Delete"
-	msgSetState = "SetState"
-	msgAssign   = "Assign"
+	msgCreate         = "Create"
+	msgUpdate         = "Update"
+	msgDelete         = "Delete"
+	msgSetState       = "SetState"
+	msgAssign         = "Assign"
+	msgCreateMultiple = "CreateMultiple"
+	msgUpdateMultiple = "UpdateMultiple"
+	msgAddMember      = "AddMember"      // Web API action AddMemberList (§3.6)
+	msgAddListMembers = "AddListMembers" // AddListMembersList
+	msgRemoveMember   = "RemoveMember"   // RemoveMemberList
+	msgCopyDynamic    = "CopyDynamicListToStatic"
+	msgAssociate      = "Associate"
+	msgDisassociate   = "Disassociate"
 )
 
 // rowChange is one pipeline event: the message, the row and its state before and
@@ -38,6 +46,13 @@ type rowChange struct {
 	// target lists the columns an Update's Target carries: those the request sent,
 	// each of which counts as changed (§4.3).
 	target []string
+	// input and output, when set, are the message's InputParameters and
+	// OutputParameters (list actions, Associate); otherwise they follow from the
+	// message and the row.
+	input, output []wireKV
+	// rows are the per-row Creates or Updates a CreateMultiple or UpdateMultiple
+	// carries as its Targets.
+	rows []rowChange
 }
 
 // op is one Web API operation; the events it raises share the caller, the
@@ -77,9 +92,29 @@ type imageInfo struct {
 	attrs []string // nil: every column
 }
 
-// createChanges is what a create raises: one Create.
+// createChanges is what a create raises: one Create and, on a table that takes the
+// bulk messages, a CreateMultiple with that one Target, as §7.1 describes the
+// merged pipelines.
 func createChanges(t *table, rec *record) []rowChange {
-	return []rowChange{{message: msgCreate, t: t, id: rec.id, post: rec.vals}}
+	c := rowChange{message: msgCreate, t: t, id: rec.id, post: rec.vals}
+	if t.bulk {
+		return []rowChange{c, multiChange(msgCreateMultiple, t, []rowChange{c})}
+	}
+	return []rowChange{c}
+}
+
+// multiChange is the CreateMultiple or UpdateMultiple event of a set of per-row
+// changes; CreateMultiple answers the ids it made (§7.1).
+func multiChange(message string, t *table, rows []rowChange) rowChange {
+	c := rowChange{message: message, t: t, id: zeroGUID, rows: rows}
+	if message == msgCreateMultiple {
+		ids := make([]any, len(rows))
+		for i, r := range rows {
+			ids[i] = r.id
+		}
+		c.output = []wireKV{{"Ids", ids}}
+	}
+	return c
 }
 
 // deleteChanges is what a delete raises: one Delete.
@@ -90,7 +125,11 @@ func deleteChanges(t *table, rec *record) []rowChange {
 // updateChanges is what an update raises. As §7.4 describes, state columns and
 // other columns sent together are processed as two updates, the other columns
 // first; the state change also raises SetState and a new owner raises Assign.
-func updateChanges(t *table, id string, pre, post map[string]any, sent []string) []rowChange {
+//
+// multi adds the UpdateMultiple with one Target that a single update raises on a
+// table that takes the bulk messages (§7.1); UpdateMultiple itself raises one for
+// all its rows instead.
+func updateChanges(t *table, id string, pre, post map[string]any, sent []string, multi bool) []rowChange {
 	var plain, state []string
 	for _, name := range sent {
 		if name == "statecode" || name == "statuscode" {
@@ -118,7 +157,20 @@ func updateChanges(t *table, id string, pre, post map[string]any, sent []string)
 			rowChange{message: msgUpdate, t: t, id: id, pre: pre, post: post, target: []string{"statecode", "statuscode"}},
 			rowChange{message: msgSetState, t: t, id: id, pre: pre, post: post})
 	}
+	if t.bulk && multi {
+		out = append(out, multiChange(msgUpdateMultiple, t, []rowChange{updateTarget(t, id, post, sent)}))
+	}
 	return out
+}
+
+// updateTarget is the one Target an update of these columns puts into an
+// UpdateMultiple.
+func updateTarget(t *table, id string, post map[string]any, sent []string) rowChange {
+	target := slices.Clone(sent)
+	if slices.Contains(target, "statecode") && !slices.Contains(target, "statuscode") {
+		target = append(target, "statuscode") // the default status was set with it
+	}
+	return rowChange{message: msgUpdate, t: t, id: id, post: post, target: target}
 }
 
 // sentColumns are the columns of a change that were written: those the body named
@@ -159,8 +211,8 @@ func (e *Emulator) hooksLocked(o op, changes func() []rowChange) []*stepCall {
 		slices.SortFunc(matched, func(a, b stepInfo) int {
 			return cmp.Or(cmp.Compare(a.stage, b.stage), cmp.Compare(a.rank, b.rank), strings.Compare(a.id, b.id))
 		})
-		// The row maps are shared with the table until the lock is released (lists
-		// have membercount updated in place), so each event gets its own copies.
+		// Each event gets its own copies of the row maps, so nothing a later write
+		// does to the table can reach a body being built.
 		c.pre, c.post = maps.Clone(c.pre), maps.Clone(c.post)
 		for _, info := range matched {
 			out = append(out, &stepCall{change: c, op: o, step: info})

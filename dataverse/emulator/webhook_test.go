@@ -303,7 +303,8 @@ func TestSeededMessagesAndFilters(t *testing.T) {
 	for _, r := range values(t, a) {
 		names = append(names, r["name"].(string))
 	}
-	want := []string{"AddListMembers", "AddMember", "Assign", "Associate", "Create", "cs_SendCampaign", "cs_SyncMarketingList", "Delete", "Disassociate", "RemoveMember", "SetState", "Update"}
+	want := []string{"AddListMembers", "AddMember", "Assign", "Associate", "CopyDynamicListToStatic", "Create", "CreateMultiple",
+		"cs_SendCampaign", "cs_SyncMarketingList", "Delete", "Disassociate", "RemoveMember", "SetState", "Update", "UpdateMultiple"}
 	if !slices.Equal(names, want) {
 		t.Errorf("sdkmessages %v, want %v", names, want)
 	}
@@ -311,7 +312,11 @@ func TestSeededMessagesAndFilters(t *testing.T) {
 		{"AddMember", "list"}, {"cs_SendCampaign", "campaignactivity"}, {"cs_SyncMarketingList", "list"}, {"Update", "cs_subscription"}} {
 		b.filterID(t, f[0], f[1])
 	}
-	for _, f := range [][2]string{{"Associate", "list"}, {"SetState", "listmember"}, {"Create", "systemuser"}, {"AddMember", "contact"}} {
+	for _, f := range [][2]string{{"CreateMultiple", "contact"}, {"UpdateMultiple", "cs_subscription"}, {"CopyDynamicListToStatic", "list"}} {
+		b.filterID(t, f[0], f[1])
+	}
+	for _, f := range [][2]string{{"Associate", "list"}, {"SetState", "listmember"}, {"Create", "systemuser"}, {"AddMember", "contact"},
+		{"CreateMultiple", "listmember"}, {"UpdateMultiple", "systemuser"}} {
 		a := b.call(t, http.MethodGet, "sdkmessagefilters?"+query("$filter", "sdkmessageid/name eq '"+f[0]+"' and primaryobjecttypecode eq '"+f[1]+"'"), nil)
 		if n := len(values(t, a)); n != 0 {
 			t.Errorf("%s of %s: %d filters, want none", f[0], f[1], n)

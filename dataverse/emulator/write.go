@@ -310,7 +310,8 @@ func (e *Emulator) insertLocked(t *table, caller *principal, ch *change, urlID s
 		// documented text this is (§7.1); 412 as §4.6 lists for DuplicateRecord.
 		return nil, errorf(http.StatusPreconditionFailed, codeDuplicateRecord, "Cannot insert duplicate key.")
 	}
-	vals := map[string]any{t.pk: id}
+	vals := make(map[string]any, len(t.columns)) // sized once: rows are most of a bulk create's cost
+	vals[t.pk] = id
 	for _, c := range t.columns {
 		if c.def != nil {
 			vals[c.name] = c.def
@@ -327,6 +328,7 @@ func (e *Emulator) insertLocked(t *table, caller *principal, ch *change, urlID s
 	e.version++
 	vals["versionnumber"] = e.version
 	rec := &record{id: id, version: e.version, vals: vals}
+	e.saveLocked(t.logical, id)
 	e.rows[t.logical][id] = rec
 	if t.logical == "listmember" {
 		e.addMemberCountLocked(vals, 1)
@@ -392,7 +394,7 @@ func (e *Emulator) patch(w http.ResponseWriter, r *http.Request, t *table, id st
 			if created {
 				return createChanges(t, rec)
 			}
-			return updateChanges(t, rec.id, pre, rec.vals, sentColumns(t, ch, false))
+			return updateChanges(t, rec.id, pre, rec.vals, sentColumns(t, ch, false), true)
 		})
 	}
 	e.mu.Unlock()
@@ -447,6 +449,7 @@ func (e *Emulator) updateLocked(t *table, rec *record, ch *change, caller *princ
 	}
 	e.version++
 	vals["versionnumber"] = e.version
+	e.saveLocked(t.logical, rec.id)
 	rec.vals, rec.version = vals, e.version
 	return nil
 }
@@ -508,6 +511,9 @@ func (e *Emulator) applyLocked(t *table, id string, vals map[string]any, ch *cha
 			return errorf(http.StatusBadRequest, codeInvalidArgument, "Attribute '%s' cannot be NULL: it is required on entity '%s'.", c.name, t.logical)
 		}
 	}
+	if err := e.checkKeysLocked(t, id, vals); err != nil {
+		return err
+	}
 	if t.check != nil {
 		return t.check(e, vals)
 	}
@@ -548,8 +554,8 @@ func applyState(t *table, id string, vals map[string]any, ch *change, creating b
 }
 
 // checkListMemberLocked keeps a membership consistent with its list: the member's
-// table must be the list's member type (createdfromcode), a locked list takes no
-// members, and a record is a member once.
+// table must be the list's member type (createdfromcode), dynamic and locked lists
+// take no members, and a record is a member once.
 func (e *Emulator) checkListMemberLocked(vals map[string]any) error {
 	list, _ := vals["listid"].(ref)
 	member, _ := vals["entityid"].(ref)
@@ -560,6 +566,9 @@ func (e *Emulator) checkListMemberLocked(vals map[string]any) error {
 	want := map[int64]string{1: "account", 2: "contact", 4: "lead"}[lrec.vals["createdfromcode"].(int64)]
 	if member.table != want {
 		return errorf(http.StatusBadRequest, codeInvalidArgument, "The list %s has member type %s; a %s cannot be added.", list.id, want, member.table)
+	}
+	if dynamic, _ := lrec.vals["type"].(bool); dynamic {
+		return errorf(http.StatusBadRequest, codeInvalidArgument, "The list %s is dynamic: its members come from its query and cannot be added.", list.id)
 	}
 	if locked, _ := lrec.vals["lockstatus"].(bool); locked {
 		return errorf(http.StatusBadRequest, codeInvalidArgument, "The list %s is locked; no members can be added.", list.id)
@@ -574,11 +583,18 @@ func (e *Emulator) checkListMemberLocked(vals map[string]any) error {
 }
 
 // addMemberCountLocked keeps list.membercount in step with its listmember rows.
+// The platform's update of the column is a change of the list: it takes a new
+// version (so change tracking reports the list) but raises no Update event.
 func (e *Emulator) addMemberCountLocked(member map[string]any, delta int64) {
 	list, _ := member["listid"].(ref)
 	if lrec := e.rows["list"][list.id]; lrec != nil {
 		n, _ := lrec.vals["membercount"].(int64)
-		lrec.vals["membercount"] = max(n+delta, 0)
+		vals := maps.Clone(lrec.vals)
+		vals["membercount"] = max(n+delta, 0)
+		e.version++
+		vals["versionnumber"] = e.version
+		e.saveLocked("list", lrec.id)
+		lrec.vals, lrec.version = vals, e.version
 	}
 }
 
@@ -617,13 +633,16 @@ func (e *Emulator) deleteRow(t *table, id, ifMatch string, o op) ([]*stepCall, e
 // (they are the intersect of an N:N relationship); other lookups to the row are
 // cleared, Dataverse's default "remove link" behaviour.
 func (e *Emulator) removeLocked(t *table, rec *record) {
+	e.saveLocked(t.logical, rec.id)
 	delete(e.rows[t.logical], rec.id)
+	e.tombstoneLocked(t, rec.id)
 	if t.logical == "listmember" {
 		e.addMemberCountLocked(rec.vals, -1)
 	}
 	gone := ref{table: t.logical, id: rec.id}
 	for _, m := range e.rows["listmember"] {
 		if m.vals["listid"] == gone || m.vals["entityid"] == gone {
+			e.saveLocked("listmember", m.id)
 			delete(e.rows["listmember"], m.id)
 			e.addMemberCountLocked(m.vals, -1)
 		}
@@ -647,6 +666,7 @@ func (e *Emulator) removeLocked(t *table, rec *record) {
 			if changed != nil {
 				e.version++
 				changed["versionnumber"] = e.version
+				e.saveLocked(other.logical, row.id)
 				row.vals, row.version = changed, e.version
 			}
 		}
