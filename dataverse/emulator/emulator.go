@@ -287,6 +287,7 @@ func (e *Emulator) seed() {
 		"businessunitid":       ref{"businessunit", e.rootBU},
 	})
 	e.seedMessages(put)
+	seedCustomAPIs(put)
 }
 
 // newID is a new row id, lower-case as Dataverse writes them.

@@ -50,6 +50,12 @@ var listRelationships = map[string]string{
 // rowOperation handles what follows a row's key: the bound list actions and $ref.
 func (e *Emulator) rowOperation(w http.ResponseWriter, r *http.Request, t *table, id, tail string, caller *principal) error {
 	name, qualified := strings.CutPrefix(tail, "Microsoft.Dynamics.CRM.")
+	if api, ok := boundCustomAPI(t.logical, name); ok {
+		if !qualified {
+			return errUnqualified()
+		}
+		return e.invokeCustomAPI(w, r, t, id, api, caller)
+	}
 	if t.logical == "list" {
 		switch name {
 		case actionAddMemberList, actionRemoveMemberList, actionCopyDynamic:

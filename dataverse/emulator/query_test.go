@@ -176,7 +176,7 @@ func TestServiceDocument(t *testing.T) {
 		sets = append(sets, v["name"].(string))
 	}
 	want := "contacts,accounts,leads,lists,listmembers,campaigns,campaignactivities,campaignresponses,cs_subscriptions,systemusers,businessunits," +
-		"serviceendpoints,sdkmessages,sdkmessagefilters,sdkmessageprocessingsteps,sdkmessageprocessingstepimages"
+		"serviceendpoints,sdkmessages,sdkmessagefilters,sdkmessageprocessingsteps,sdkmessageprocessingstepimages,customapis,customapirequestparameters"
 	if strings.Join(sets, ",") != want {
 		t.Errorf("entity sets %v", sets)
 	}

@@ -231,7 +231,7 @@ func builtinTables() []*table {
 				text("divisionname", 100),
 			},
 		},
-	}, registrationTables()...)
+	}, append(registrationTables(), customAPITables()...)...)
 }
 
 // personColumns are the name and e-mail columns contacts and leads share.
