@@ -36,6 +36,10 @@ type Query struct {
 	// FormattedValues asks for display values (option labels, lookup names), read
 	// with Row.Formatted.
 	FormattedValues bool
+	// Expand reads related rows through single-valued navigation properties with
+	// each row, e.g. "parentcustomerid_account($select=name)"; the related row (or
+	// nil) is then under the property's name, read with Row.Expanded.
+	Expand []string
 }
 
 // QuoteString makes s an OData string literal, doubling single quotes, so values
@@ -83,6 +87,9 @@ func (c *Client) Query(ctx context.Context, entitySet string, q Query) *Rows {
 	}
 	if len(q.OrderBy) > 0 {
 		add("$orderby", strings.Join(q.OrderBy, ","))
+	}
+	if len(q.Expand) > 0 {
+		add("$expand", strings.Join(q.Expand, ","))
 	}
 	if q.Count {
 		add("$count", "true")
@@ -328,6 +335,13 @@ func (r Row) Time(name string) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// Expanded returns a related row read through Query.Expand; ok is false when the
+// row has none (the lookup is empty) or the property was not expanded.
+func (r Row) Expanded(nav string) (Row, bool) {
+	m, ok := r[nav].(map[string]any)
+	return Row(m), ok
 }
 
 // ETag is the row's @odata.etag, for UpdateIfMatch.

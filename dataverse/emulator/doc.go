@@ -53,8 +53,9 @@
 // hold its webhook events until it commits.
 //
 // The schema (tables, columns, states, keys) is the data in tables.go and
-// sdktables.go; a table is added there. $expand, $metadata, FetchXML aggregates,
-// custom APIs and N:N relationships other than the lists' are not implemented yet:
-// such requests answer 501 so nobody mistakes them for supported, and steps on the
-// messages they would raise never fire.
+// sdktables.go; a table is added there. $expand covers single-valued navigation
+// properties with $select (expand.go); crmsync's two custom APIs are seeded and
+// callable (customapi.go). $metadata, FetchXML aggregates, collection-valued
+// $expand, other custom APIs and N:N relationships other than the lists' are not
+// implemented: such requests answer 501 so nobody mistakes them for supported.
 package emulator

@@ -241,11 +241,15 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 			return err
 		}
 	}
-	if err := checkQueryOptions(r, "$select", "$filter", "$orderby", "$top", "$count", "$skiptoken"); err != nil {
+	if err := checkQueryOptions(r, "$select", "$filter", "$orderby", "$top", "$count", "$skiptoken", "$expand"); err != nil {
 		return err
 	}
 	q := r.URL.Query()
 	sel, err := parseSelect(t, q.Get("$select"))
+	if err != nil {
+		return err
+	}
+	exp, err := e.parseExpand(t, q.Get("$expand"))
 	if err != nil {
 		return err
 	}
@@ -346,7 +350,14 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = e.appendRow(b, t, rec, sel, ann)
+		if len(exp) == 0 {
+			b = e.appendRow(b, t, rec, sel, ann)
+			continue
+		}
+		b = append(b, '{')
+		b = e.appendRowFields(b, t, rec, sel, ann)
+		b = e.appendExpansions(b, rec, exp, ann)
+		b = append(b, '}')
 	}
 	b = append(b, ']')
 	if paged && end < len(matched) {

@@ -145,7 +145,9 @@ func TestQueryOptions(t *testing.T) {
 	}{
 		{"$skip", query("$skip", "10"), 400, codeODataBadRequest, "The query parameter $skip is not supported."},
 		{"unknown option", query("$frobnicate", "1"), 400, codeODataBadRequest, "'$frobnicate'"},
-		{"$expand", query("$expand", "parentcustomerid_account"), 501, codeNotImplemented, "$expand"},
+		{"$expand of an unknown property", query("$expand", "nosuch"), 400, codeODataBadRequest, "'nosuch'"},
+		{"$expand with $filter", query("$expand", "parentcustomerid_account($filter=name eq 'x')"), 501, codeNotImplemented, "$expand"},
+		{"$apply", query("$apply", "groupby((lastname))"), 501, codeNotImplemented, "$apply"},
 		{"bad $select", query("$select", "Name"), 400, codeODataGeneric, "Could not find a property named 'Name' on type 'Microsoft.Dynamics.CRM.contact'."},
 		{"bad $orderby", query("$orderby", "nosuch desc"), 400, codeODataGeneric, "'nosuch'"},
 		{"bad $orderby direction", query("$orderby", "lastname sideways"), 400, codeODataBadRequest, "Syntax error"},

@@ -134,7 +134,11 @@ func (e *Emulator) retrieve(w http.ResponseWriter, r *http.Request, t *table, id
 	if err != nil {
 		return err
 	}
-	if err := checkQueryOptions(r, "$select"); err != nil {
+	if err := checkQueryOptions(r, "$select", "$expand"); err != nil {
+		return err
+	}
+	exp, err := e.parseExpand(t, r.URL.Query().Get("$expand"))
+	if err != nil {
 		return err
 	}
 	prefs := parsePrefer(r.Header)
@@ -149,12 +153,12 @@ func (e *Emulator) retrieve(w http.ResponseWriter, r *http.Request, t *table, id
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	return e.writeRow(w, r, t, rec, sel, prefs, http.StatusOK, "")
+	return e.writeRow(w, r, t, rec, sel, prefs, http.StatusOK, "", exp...)
 }
 
 // writeRow answers with one row (GET by id, return=representation); callers hold
 // the lock, at least for reading.
-func (e *Emulator) writeRow(w http.ResponseWriter, r *http.Request, t *table, rec *record, sel []*column, prefs map[string]string, status int, applied string) error {
+func (e *Emulator) writeRow(w http.ResponseWriter, r *http.Request, t *table, rec *record, sel []*column, prefs map[string]string, status int, applied string, exp ...expansion) error {
 	ann := parseAnnotations(prefs["odata.include-annotations"])
 	if ann.any() {
 		applied = joinPrefs(applied, `odata.include-annotations="`+prefs["odata.include-annotations"]+`"`)
@@ -163,6 +167,7 @@ func (e *Emulator) writeRow(w http.ResponseWriter, r *http.Request, t *table, re
 	b = appendString(b, contextURL(r, t, sel, true))
 	b = append(b, ',')
 	b = e.appendRowFields(b, t, rec, sel, ann)
+	b = e.appendExpansions(b, rec, exp, ann)
 	b = append(b, '}')
 	w.Header().Set("ETag", rec.etag())
 	if applied != "" {
