@@ -115,22 +115,32 @@ func memberTable(list *record) string {
 	return memberTypes[code]
 }
 
-// addMemberList handles AddMemberList.
-func (e *Emulator) addMemberList(w http.ResponseWriter, r *http.Request, t *table, listID string, caller *principal) error {
+// lockListForMember reads the EntityId of AddMemberList or RemoveMemberList and
+// finds the list; on success the emulator's lock is held and the caller unlocks.
+func (e *Emulator) lockListForMember(w http.ResponseWriter, r *http.Request, t *table, listID string, caller *principal) (string, *record, op, error) {
 	body, err := readBody(w, r, t)
 	if err != nil {
-		return err
+		return "", nil, op{}, err
 	}
 	entityID, err := guidParam(body, "EntityId")
 	if err != nil {
-		return err
+		return "", nil, op{}, err
 	}
 	o := e.newOp(caller)
 	e.mu.Lock()
 	list := e.rows["list"][listID]
 	if list == nil {
 		e.mu.Unlock()
-		return errNotFound(t, listID)
+		return "", nil, op{}, errNotFound(t, listID)
+	}
+	return entityID, list, o, nil
+}
+
+// addMemberList handles AddMemberList.
+func (e *Emulator) addMemberList(w http.ResponseWriter, r *http.Request, t *table, listID string, caller *principal) error {
+	entityID, list, o, err := e.lockListForMember(w, r, t, listID, caller)
+	if err != nil {
+		return err
 	}
 	lm, _, err := e.addMemberLocked(list, ref{table: memberTable(list), id: entityID}, caller)
 	if err != nil {
@@ -222,20 +232,9 @@ func (e *Emulator) addListMembers(w http.ResponseWriter, r *http.Request, caller
 
 // removeMemberList handles RemoveMemberList.
 func (e *Emulator) removeMemberList(w http.ResponseWriter, r *http.Request, t *table, listID string, caller *principal) error {
-	body, err := readBody(w, r, t)
+	entityID, list, o, err := e.lockListForMember(w, r, t, listID, caller)
 	if err != nil {
 		return err
-	}
-	entityID, err := guidParam(body, "EntityId")
-	if err != nil {
-		return err
-	}
-	o := e.newOp(caller)
-	e.mu.Lock()
-	list := e.rows["list"][listID]
-	if list == nil {
-		e.mu.Unlock()
-		return errNotFound(t, listID)
 	}
 	e.removeMemberLocked(list, ref{table: memberTable(list), id: entityID})
 	list = e.rows["list"][listID]
