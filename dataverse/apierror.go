@@ -21,6 +21,9 @@ var (
 	// ErrUnauthorized matches a 401 from the Web API or the token endpoint, so a
 	// connection test can tell bad credentials from an unreachable server.
 	ErrUnauthorized = errors.New("dataverse: unauthorized")
+	// ErrDuplicateRecord matches Dataverse's DuplicateRecord (0x80040237): a create
+	// with the id of a row that exists, a second association of the same rows.
+	ErrDuplicateRecord = errors.New("dataverse: duplicate record")
 )
 
 // APIError is a failed Web API or token request with what Dataverse (or Entra ID)
@@ -77,6 +80,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusTooManyRequests
 	case ErrUnauthorized:
 		return e.Status == http.StatusUnauthorized
+	case ErrDuplicateRecord:
+		return e.Code == codeDuplicateRecord
 	}
 	return false
 }

@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"crmsync/dataverse"
 	"crmsync/store"
@@ -19,6 +21,9 @@ type CRMClients struct {
 	Secret func(*store.Connection) (string, error)
 	// Logger goes to every client; default discards.
 	Logger *slog.Logger
+	// Tune adjusts each client's configuration before it is made (tests shorten
+	// the retries with it); optional.
+	Tune func(*dataverse.Config)
 
 	mu      sync.Mutex
 	clients map[string]cachedClient
@@ -48,10 +53,14 @@ func (x *CRMClients) For(conn *store.Connection) (*dataverse.Client, error) {
 	if c, ok := x.clients[conn.ID]; ok && c.fingerprint == fp {
 		return c.client, nil
 	}
-	client, err := dataverse.NewClient(dataverse.Config{
+	cfg := dataverse.Config{
 		OrganizationURL: conn.OrganizationURL, TokenURL: conn.TokenURL, TenantID: conn.EntraTenantID,
 		ClientID: conn.ClientID, ClientSecret: secret, Logger: x.Logger,
-	})
+	}
+	if x.Tune != nil {
+		x.Tune(&cfg)
+	}
+	client, err := dataverse.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connection %s: %w", conn.ID, err)
 	}
@@ -60,4 +69,28 @@ func (x *CRMClients) For(conn *store.Connection) (*dataverse.Client, error) {
 	}
 	x.clients[conn.ID] = cachedClient{fingerprint: fp, client: client}
 	return client, nil
+}
+
+// Test checks a connection's access to the Web API now: a token and WhoAmI, through
+// a client of its own that does not retry, so the answer comes within ctx and
+// reflects the credentials as they are, not a cached token. It returns who the
+// connection acts as and how long the check took.
+func (x *CRMClients) Test(ctx context.Context, conn *store.Connection) (dataverse.Identity, time.Duration, error) {
+	secret, err := x.Secret(conn)
+	if err != nil {
+		return dataverse.Identity{}, 0, err
+	}
+	if conn.ClientID == "" || secret == "" {
+		return dataverse.Identity{}, 0, ErrNoCredentials
+	}
+	client, err := dataverse.NewClient(dataverse.Config{
+		OrganizationURL: conn.OrganizationURL, TokenURL: conn.TokenURL, TenantID: conn.EntraTenantID,
+		ClientID: conn.ClientID, ClientSecret: secret, Logger: x.Logger, MaxRetries: -1,
+	})
+	if err != nil {
+		return dataverse.Identity{}, 0, err
+	}
+	start := time.Now()
+	id, err := client.WhoAmI(ctx)
+	return id, time.Since(start), err
 }

@@ -3,12 +3,9 @@ package engine
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -52,6 +49,11 @@ type Config struct {
 	// Retention is how long processed events stay in the inbox, for replay and audit;
 	// default 14 days. Each worker removes older ones about once an hour.
 	Retention time.Duration
+	// Notices announce each recorded outcome to every instance (the API's
+	// syncEvents subscription); optional.
+	Notices interface {
+		EventFinished(ctx context.Context, tenant, eventID string) error
+	}
 	// Logger receives one line per failed event; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -71,15 +73,17 @@ func (c *Config) setDefaults() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Consumer == "" {
-		host, _ := os.Hostname()
-		b := make([]byte, 4)
-		_, _ = rand.Read(b)
-		c.Consumer = fmt.Sprintf("%s-%d-%s", cmp.Or(host, "host"), os.Getpid(), hex.EncodeToString(b))
-	}
+	c.Consumer = cmp.Or(c.Consumer, workerName())
 	if c.Registry == nil {
 		c.Registry = NewRegistry()
-		registerRecipientSteps(c.Registry, c.Store, c.Now)
+		// One set of Web API clients for every step, so they share token caches.
+		var api webAPI = storeClients(c.Store)
+		if c.CRM != nil {
+			api = c.CRM
+		}
+		addRecipientSteps(c.Registry, c.Store, api, c.Now)
+		registerListSteps(c.Registry, &Lists{Store: c.Store, API: api, Now: c.Now})
+		c.Registry.Handle(StepKey{Message: MessageGroupRenamed, Entity: EntityGroup, Stage: dataverse.StagePostOperation}, groupRenamed(c.Store, api))
 		if c.CRM != nil {
 			c.Registry.Handle(StepKey{Message: MessageSubscriberChanged, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation},
 				subscriberToCRM(c.Store, c.CRM, c.Now))
@@ -247,79 +251,203 @@ func (e *Engine) maintain(ctx context.Context, log *slog.Logger, owned []int) {
 	}
 }
 
+// handleAll works through the messages of one read in order. Consecutive events
+// whose one step is a BatchStep are applied together; every event still gets an
+// outcome of its own and is acknowledged only after that outcome is stored.
 func (e *Engine) handleAll(ctx context.Context, log *slog.Logger, msgs []queue.Message) {
+	var run []*job
+	var runStep BatchStep
+	inRun := map[string]bool{}
+	flush := func() {
+		if len(run) > 0 {
+			e.applyBatch(ctx, log, runStep, run)
+		}
+		run, runStep = nil, nil
+		clear(inRun)
+	}
+	conns := map[string]*store.Connection{}
 	for _, m := range msgs {
 		if ctx.Err() != nil {
 			return
 		}
-		if e.handle(ctx, log, m) {
-			if err := e.cfg.Stream.Ack(ctx, m); err != nil {
-				log.WarnContext(ctx, "engine cannot acknowledge", slog.String("event", m.EventID), slog.String("error", err.Error()))
+		if inRun[m.EventID] {
+			flush() // the same event twice in one read: the second sees the first's outcome
+		}
+		j, ack := e.load(ctx, log, m, conns)
+		if j == nil {
+			if ack {
+				e.ack(ctx, log, m)
 			}
+			continue
+		}
+		if bs := j.batchStep(e.cfg.Registry); bs != nil {
+			if bs != runStep {
+				flush()
+			}
+			run, runStep = append(run, j), bs
+			inRun[m.EventID] = true
+			continue
+		}
+		flush()
+		if e.handle(ctx, j) {
+			e.ack(ctx, log, m)
 		}
 	}
+	flush()
 }
 
-// handle processes one event and reports whether its stream entry is done with.
-// It is acknowledged only after the outcome is in the store.
-func (e *Engine) handle(ctx context.Context, log *slog.Logger, m queue.Message) (ack bool) {
+// job is a stream message whose event is loaded and ready for its steps; event is
+// nil when preparing it failed with err.
+type job struct {
+	msg   queue.Message
+	inbox *store.InboxEvent
+	event *Event
+	key   StepKey
+	err   error
+	log   *slog.Logger
+}
+
+// batchStep is the step that may apply this job together with others: the one
+// step registered for its key, when that step is a BatchStep.
+func (j *job) batchStep(r *Registry) BatchStep {
+	if j.event == nil {
+		return nil
+	}
+	steps := r.Steps(j.key)
+	if len(steps) != 1 {
+		return nil
+	}
+	bs, _ := steps[0].(BatchStep)
+	return bs
+}
+
+// load reads a message's event and prepares it. It returns no job when there is
+// nothing to process, with ack saying whether the entry is done with: a missing or
+// already finished event is; one the store could not give is not.
+func (e *Engine) load(ctx context.Context, log *slog.Logger, m queue.Message, conns map[string]*store.Connection) (j *job, ack bool) {
 	log = log.With(slog.String("event", m.EventID))
 	ev, err := e.cfg.Store.InboxEvent(ctx, m.EventID)
 	if errors.Is(err, store.ErrNotFound) {
 		log.WarnContext(ctx, "stream names an event the store does not have")
-		return true
+		return nil, true
 	}
 	if err != nil {
 		log.WarnContext(ctx, "engine cannot load event", slog.String("error", err.Error()))
-		return false
+		return nil, false
 	}
 	if ev.Status != store.InboxPending {
-		return true // done before: a duplicate entry
+		return nil, true // done before: a duplicate entry
 	}
-	log = log.With(slog.String("tenant", ev.Tenant), slog.String("connection", ev.ConnectionID))
+	j = &job{msg: m, inbox: ev, log: log.With(slog.String("tenant", ev.Tenant), slog.String("connection", ev.ConnectionID))}
+	j.event, j.key, j.err = e.prepare(ctx, ev, conns)
+	return j, false
+}
 
-	warnings, err := e.process(ctx, ev)
-	attempts := ev.Attempts + 1
-	status, lastErr := store.InboxProcessed, strings.Join(warnings, "; ")
+// handle runs a job's steps one event at a time and reports whether its stream
+// entry is done with.
+func (e *Engine) handle(ctx context.Context, j *job) (ack bool) {
+	if j.err != nil {
+		return e.finish(ctx, j, j.err)
+	}
+	for _, s := range e.cfg.Registry.Steps(j.key) {
+		if err := s.Apply(ctx, j.event); err != nil {
+			return e.finish(ctx, j, fmt.Errorf("step %s: %w", j.key, err))
+		}
+	}
+	return e.finish(ctx, j, nil)
+}
+
+// applyBatch runs a batch step over consecutive jobs and stores each one's
+// outcome; the entries whose outcome is final are acknowledged together.
+func (e *Engine) applyBatch(ctx context.Context, log *slog.Logger, step BatchStep, jobs []*job) {
+	evs := make([]*Event, len(jobs))
+	for i, j := range jobs {
+		evs[i] = j.event
+	}
+	errs := step.ApplyBatch(ctx, evs)
+	var done []queue.Message
+	for i, j := range jobs {
+		var err error
+		switch {
+		case len(errs) != len(jobs):
+			err = fmt.Errorf("step %s: the batch step gave %d outcomes for %d events", j.key, len(errs), len(jobs))
+		case errs[i] != nil:
+			err = fmt.Errorf("step %s: %w", j.key, errs[i])
+		}
+		if e.finish(ctx, j, err) {
+			done = append(done, j.msg)
+		}
+	}
+	if err := e.cfg.Stream.Ack(ctx, done...); err != nil {
+		log.WarnContext(ctx, "engine cannot acknowledge", slog.Int("events", len(done)), slog.String("error", err.Error()))
+	}
+}
+
+// finish stores the outcome of a job — processed with its warnings, pending for a
+// retry, or failed — and reports whether its stream entry is done with.
+func (e *Engine) finish(ctx context.Context, j *job, err error) (ack bool) {
+	attempts := j.inbox.Attempts + 1
+	status, lastErr := store.InboxProcessed, ""
+	if j.event != nil {
+		lastErr = strings.Join(j.event.warnings, "; ")
+	}
 	if err != nil {
 		lastErr = err.Error()
 		status = store.InboxPending
 		if isPermanent(err) || attempts >= e.cfg.MaxAttempts {
 			status = store.InboxFailed
 		}
-		log.WarnContext(ctx, "event failed", slog.Int("attempt", attempts), slog.String("status", string(status)), slog.String("error", lastErr))
+		j.log.WarnContext(ctx, "event failed", slog.Int("attempt", attempts), slog.String("status", string(status)), slog.String("error", lastErr))
 	}
-	if err := e.cfg.Store.FinishInboxEvent(ctx, ev.ID, status, attempts, lastErr); err != nil {
-		log.WarnContext(ctx, "engine cannot record the outcome", slog.String("error", err.Error()))
+	if err := e.cfg.Store.FinishInboxEvent(ctx, j.inbox.ID, status, attempts, lastErr); err != nil {
+		j.log.WarnContext(ctx, "engine cannot record the outcome", slog.String("error", err.Error()))
 		return false
 	}
+	e.announce(ctx, j)
 	return status != store.InboxPending
 }
 
-func (e *Engine) process(ctx context.Context, ev *store.InboxEvent) (warnings []string, err error) {
+// announce tells the live subscribers of the job's tenant that its event has a
+// new outcome; a lost announcement costs nothing but the live view.
+func (e *Engine) announce(ctx context.Context, j *job) {
+	if e.cfg.Notices == nil {
+		return
+	}
+	if err := e.cfg.Notices.EventFinished(ctx, j.inbox.Tenant, j.inbox.ID); err != nil {
+		j.log.DebugContext(ctx, "engine cannot announce an outcome", slog.String("error", err.Error()))
+	}
+}
+
+func (e *Engine) ack(ctx context.Context, log *slog.Logger, m queue.Message) {
+	if err := e.cfg.Stream.Ack(ctx, m); err != nil {
+		log.WarnContext(ctx, "engine cannot acknowledge", slog.String("event", m.EventID), slog.String("error", err.Error()))
+	}
+}
+
+// prepare gives the event its steps work on and the key they are registered
+// for. conns keeps the connections loaded during one read.
+func (e *Engine) prepare(ctx context.Context, ev *store.InboxEvent, conns map[string]*store.Connection) (*Event, StepKey, error) {
 	if ev.Source == "reaction" {
 		// Stored and kept; campaign sends, which reactions belong to, are not built yet.
-		return nil, Permanent(errors.New("reaction events are not processed by this version; replay them once campaign sends are available"))
+		return nil, StepKey{}, Permanent(errors.New("reaction events are not processed by this version; replay them once campaign sends are available"))
 	}
 	ec, err := e.context(ctx, ev)
 	if err != nil {
-		return nil, err
+		return nil, StepKey{}, err
 	}
-	conn, err := e.cfg.Store.ConnectionForWebhook(ctx, ev.ConnectionID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, Permanent(errors.New("the connection no longer exists"))
-	}
-	if err != nil {
-		return nil, err
+	conn := conns[ev.ConnectionID]
+	if conn == nil {
+		conn, err = e.cfg.Store.ConnectionForWebhook(ctx, ev.ConnectionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, StepKey{}, Permanent(errors.New("the connection no longer exists"))
+		}
+		if err != nil {
+			return nil, StepKey{}, err
+		}
+		conns[ev.ConnectionID] = conn
 	}
 	key := StepKey{Message: ec.MessageName, Entity: ec.PrimaryEntityName, Stage: ec.Stage}
-	event := &Event{Inbox: ev, Context: ec, Connection: conn}
-	for _, s := range e.cfg.Registry.Steps(key) {
-		if err := s.Apply(ctx, event); err != nil {
-			return nil, fmt.Errorf("step %s: %w", key, err)
-		}
-	}
-	return event.warnings, nil
+	return &Event{Inbox: ev, Context: ec, Connection: conn}, key, nil
 }
 
 // context gives the execution context of an event: decoded from the body of a

@@ -15,13 +15,14 @@ import (
 // to fields.<name> belong to the CRM: they follow it whatever the eMS did, except that
 // an older CRM change never overwrites a newer one. language and subscriptionState
 // flow both ways: the later change wins, a tie goes to the CRM. A column sent as null
-// clears its field; columns the event does not carry leave their fields alone.
+// clears its field; columns the event does not carry leave their fields alone. A
+// LOOKUP reads the value resolveLookups put under its lookup path.
 func applyMappings(ev *Event, sub *store.Subscriber, mappings []store.FieldMapping, entity string, row *dataverse.Entity, changed func(string) bool, at time.Time) {
 	for _, m := range mappings {
 		if m.CRMEntity != entity || m.SubscriberField == "email" {
 			continue
 		}
-		raw, present := row.Attributes[m.CRMAttribute]
+		raw, present := row.Attributes[mappedColumn(m)]
 		if !present {
 			continue
 		}
@@ -137,8 +138,8 @@ func mappedValue(ev *Event, m store.FieldMapping, raw any) (any, bool) {
 		}
 		return labels[0], true
 	case store.MappingLookup:
-		ev.Warn(fmt.Sprintf("lookup mapping %s → %s needs a read through the Web API, which this version does not do yet", deref(m.LookupPath), m.SubscriberField))
-		return nil, false
+		// The related row's attribute, as resolveLookups read it.
+		return plainValue(raw), true
 	default:
 		return plainValue(raw), true
 	}

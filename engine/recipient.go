@@ -23,9 +23,15 @@ type RecipientStore interface {
 }
 
 // registerRecipientSteps registers the CRM → eMS steps for recipient tables and for
-// the per-group subscription rows.
+// the per-group subscription rows. Their Web API reads (lookups, rows of events
+// over 256 KB) use clients made from the store's sealed client secrets.
 func registerRecipientSteps(r *Registry, st RecipientStore, now func() time.Time) {
-	changed := recipientChanged(st, now)
+	addRecipientSteps(r, st, storeClients(st), now)
+}
+
+// addRecipientSteps registers the CRM → eMS steps, reading through api.
+func addRecipientSteps(r *Registry, st RecipientStore, api webAPI, now func() time.Time) {
+	changed := recipientChanged(st, api, now)
 	removed := recipientRemoved(st, now)
 	for _, entity := range []string{"contact", "lead", "account"} {
 		for _, msg := range []string{dataverse.MessageCreate, dataverse.MessageUpdate} {
@@ -36,7 +42,7 @@ func registerRecipientSteps(r *Registry, st RecipientStore, now func() time.Time
 			r.Handle(StepKey{Message: msg, Entity: entity, Stage: dataverse.StagePostOperation}, removed)
 		}
 	}
-	sub := subscriptionChanged(st, now)
+	sub := subscriptionChanged(st, api, now)
 	for _, msg := range []string{dataverse.MessageCreate, dataverse.MessageUpdate} {
 		r.Handle(StepKey{Message: msg, Entity: "cs_subscription", Stage: dataverse.StagePostOperation}, sub)
 	}
@@ -53,16 +59,17 @@ const (
 // every CRM-synced group of the connection: the link, the mapped fields (which
 // belong to the CRM), the language, the double opt-in status and the consent flags.
 // Each field changes only when the CRM's change is not older than the field's last
-// change, so events that arrive late or twice change nothing.
-func recipientChanged(st RecipientStore, now func() time.Time) StepFunc {
+// change, so events that arrive late or twice change nothing. An event without the
+// row (over 256 KB) is applied with the row read back through the Web API; LOOKUP
+// mappings read their related rows there too.
+func recipientChanged(st RecipientStore, api webAPI, now func() time.Time) StepFunc {
 	return func(ctx context.Context, ev *Event) error {
 		ec := ev.Context
 		rt, _ := store.RecipientTypeOf(ec.PrimaryEntityName)
-		if ec.NeedsReread() {
-			return Permanent(errors.New("the event does not carry the row (body over 256 KB); re-reading it through the Web API is not available yet"))
+		row, changed, err := eventRow(ctx, ev, api)
+		if err != nil || row == nil {
+			return err
 		}
-		row := ec.Merged()
-		changed := changedColumns(ec)
 		at := changeTime(ev, row)
 		ref := store.CRMRecordRef{Entity: rt, ID: strings.ToLower(ec.PrimaryEntityID)}
 		email := ""
@@ -75,6 +82,7 @@ func recipientChanged(st RecipientStore, now func() time.Time) StepFunc {
 		if err != nil {
 			return err
 		}
+		resolved := false // the lookups are read once, for the first subscriber to apply them to
 		for _, g := range groups {
 			sub, byLink, err := findSubscriber(ctx, st, g, email, ref)
 			if errors.Is(err, store.ErrNotFound) {
@@ -103,6 +111,12 @@ func recipientChanged(st RecipientStore, now func() time.Time) StepFunc {
 				if merged != "" {
 					ev.Warn(fmt.Sprintf("the new address %s was held by subscriber %s, which was merged into %s", email, merged, sub.ID))
 				}
+			}
+			if !resolved {
+				if err := resolveLookups(ctx, ev, api, row, changed); err != nil {
+					return err
+				}
+				resolved = true
 			}
 			applyMappings(ev, sub, ev.Connection.FieldMappings, ec.PrimaryEntityName, row, changed, at)
 			applyLanguage(ev, sub, ev.Connection, ec, row, changed, at)

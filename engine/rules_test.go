@@ -3,12 +3,14 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"crmsync/dataverse"
+	"crmsync/dataverse/emulator"
 	"crmsync/store"
 	"crmsync/store/storetest"
 )
@@ -94,12 +96,30 @@ type rules struct {
 
 func newRules(t *testing.T, mappings ...store.FieldMapping) *rules {
 	t.Helper()
-	st := storetest.Open(t)
+	return newRulesFor(t, storetest.Open(t), store.ConnectionInput{OrganizationURL: "https://acme.crm4.dynamics.com"}, mappings...)
+}
+
+// newCRMRules is newRules with a connection to an emulator of its own, with the
+// application user's credentials, so the steps can read through the Web API.
+func newCRMRules(t *testing.T, mappings ...store.FieldMapping) (*rules, *emulator.Emulator) {
+	t.Helper()
+	dv := emulator.New(emulator.Config{})
+	if err := dv.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dv.Close() })
+	return newRulesFor(t, storetest.Open(t), store.ConnectionInput{OrganizationURL: dv.URL(), TokenURL: dv.URL() + "/t/oauth2/v2.0/token",
+		ClientID: emulator.DefaultClientID, ClientSecret: emulator.DefaultClientSecret}, mappings...), dv
+}
+
+// newRulesFor makes, in st, the connection of in (a contact connection named CRM
+// with a webhook key) with the default mappings and the given ones, and a synced
+// group.
+func newRulesFor(t *testing.T, st *store.Store, in store.ConnectionInput, mappings ...store.FieldMapping) *rules {
+	t.Helper()
 	ctx := context.Background()
-	conn, err := st.CreateConnection(ctx, "acme", store.ConnectionInput{
-		Name: "CRM", OrganizationURL: "https://acme.crm4.dynamics.com", WebhookAuthMode: store.WebhookKey,
-		WebhookAuthValue: "0123456789abcdef-secret", RecipientType: store.RecipientContact,
-	})
+	in.Name, in.WebhookAuthMode, in.WebhookAuthValue, in.RecipientType = "CRM", store.WebhookKey, "0123456789abcdef-secret", store.RecipientContact
+	conn, err := st.CreateConnection(ctx, "acme", in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,17 +157,31 @@ func (r *rules) reloadConnection() {
 // apply runs the steps registered for the body and returns the event (its warnings).
 func (r *rules) apply(body []byte) *Event {
 	r.t.Helper()
+	ev, err := r.applyContext(r.decode(body))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return ev
+}
+
+func (r *rules) decode(body []byte) *dataverse.ExecutionContext {
+	r.t.Helper()
 	ec, err := dataverse.Decode(body)
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return ec
+}
+
+// applyContext runs the steps registered for a decoded event, up to the first error.
+func (r *rules) applyContext(ec *dataverse.ExecutionContext) (*Event, error) {
 	ev := &Event{Inbox: &store.InboxEvent{ReceivedAt: time.Now()}, Context: ec, Connection: r.conn}
 	for _, s := range r.reg.Steps(StepKey{Message: ec.MessageName, Entity: ec.PrimaryEntityName, Stage: ec.Stage}) {
 		if err := s.Apply(context.Background(), ev); err != nil {
-			r.t.Fatal(err)
+			return ev, err
 		}
 	}
-	return ev
+	return ev, nil
 }
 
 func (r *rules) sub(groupID, email string) *store.Subscriber {
@@ -381,3 +415,85 @@ func TestCRMEmailChangeKeepsTheSubscriberAndMergesATakenAddress(t *testing.T) {
 		t.Errorf("warnings = %v", ev.warnings)
 	}
 }
+
+func TestLookupMappingsReadTheRelatedRowThroughTheWebAPI(t *testing.T) {
+	t.Parallel()
+	lookup := store.FieldMapping{CRMEntity: "contact", CRMAttribute: "parentcustomerid", SubscriberField: "fields.company",
+		Kind: store.MappingLookup, LookupPath: ptr("parentcustomerid.name")}
+	r, dv := newCRMRules(t, lookup)
+	acme, err := dv.Create("accounts", map[string]any{"name": "Acme GmbH"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addSubscriber(r.group.ID, "a@example.de", nil)
+	r.apply(webhookBody("Create", "contact", contactID, r.at(0), attrs{"emailaddress1": "a@example.de", "parentcustomerid": ref{"account", acme}}, nil))
+	if s := r.sub(r.group.ID, "a@example.de"); s.Fields["company"] != "Acme GmbH" {
+		t.Errorf("company = %v, want the related account's name", s.Fields["company"])
+	}
+	// An update that leaves the lookup alone keeps the field; clearing the lookup clears it.
+	r.apply(webhookBody("Update", "contact", contactID, r.at(1), attrs{"lastname": "X"}, attrs{"emailaddress1": "a@example.de", "parentcustomerid": ref{"account", acme}}))
+	if s := r.sub(r.group.ID, "a@example.de"); s.Fields["company"] != "Acme GmbH" {
+		t.Errorf("after an unrelated update: company = %v", s.Fields["company"])
+	}
+	r.apply(webhookBody("Update", "contact", contactID, r.at(2), attrs{"parentcustomerid": nil}, attrs{"emailaddress1": "a@example.de"}))
+	if s := r.sub(r.group.ID, "a@example.de"); s.Fields["company"] != nil {
+		t.Errorf("after clearing the lookup: company = %v", s.Fields["company"])
+	}
+	// A related row that is gone is reported and changes nothing.
+	ev := r.apply(webhookBody("Update", "contact", contactID, r.at(3), attrs{"parentcustomerid": ref{"account", "0b0b0b0b-0000-4000-8000-000000000001"}}, attrs{"emailaddress1": "a@example.de"}))
+	if len(ev.warnings) != 1 || !strings.Contains(ev.warnings[0], "cannot be read") {
+		t.Errorf("missing related row: warnings %v", ev.warnings)
+	}
+}
+
+func TestLookupMappingsWithoutCRMCredentialsWarn(t *testing.T) {
+	t.Parallel()
+	r := newRules(t, store.FieldMapping{CRMEntity: "contact", CRMAttribute: "parentcustomerid", SubscriberField: "fields.company",
+		Kind: store.MappingLookup, LookupPath: ptr("parentcustomerid.name")})
+	r.addSubscriber(r.group.ID, "a@example.de", map[string]any{"company": "Kept"})
+	ev := r.apply(webhookBody("Create", "contact", contactID, r.at(0), attrs{"emailaddress1": "a@example.de", "lastname": "L",
+		"parentcustomerid": ref{"account", "0b0b0b0b-0000-4000-8000-000000000001"}}, nil))
+	s := r.sub(r.group.ID, "a@example.de")
+	if s.Fields["company"] != "Kept" || s.Fields["lastName"] != "L" {
+		t.Errorf("fields = %v, want company kept and the rest applied", s.Fields)
+	}
+	if len(ev.warnings) != 1 || !strings.Contains(ev.warnings[0], "parentcustomerid.name not applied: the connection has no clientId and clientSecret") {
+		t.Errorf("warnings = %v", ev.warnings)
+	}
+}
+
+func TestEventsOverTheSizeLimitAreReadBackThroughTheWebAPI(t *testing.T) {
+	t.Parallel()
+	r, dv := newCRMRules(t)
+	id, err := dv.Create("contacts", map[string]any{"emailaddress1": "big@example.de", "firstname": "Groß", "donotbulkemail": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addSubscriber(r.group.ID, "big@example.de", nil)
+	stripped := func(id string) *dataverse.ExecutionContext {
+		ec := r.decode(webhookBody("Update", "contact", id, r.at(0), attrs{}, nil))
+		ec.InputParameters = nil
+		ec.MarkSizeExceeded()
+		return ec
+	}
+	if _, err := r.applyContext(stripped(id)); err != nil {
+		t.Fatal(err)
+	}
+	s := r.sub(r.group.ID, "big@example.de")
+	if s.Fields["firstName"] != "Groß" || s.CRMRecord == nil || s.CRMRecord.ID != id || s.SubscriptionState != store.Unsubscribed {
+		t.Errorf("after the re-read: fields %v, record %+v, state %s", s.Fields, s.CRMRecord, s.SubscriptionState)
+	}
+	ev, err := r.applyContext(stripped("0c0c0c0c-0000-4000-8000-000000000001"))
+	if err != nil || len(ev.warnings) != 1 || !strings.Contains(ev.warnings[0], "no longer exists") {
+		t.Errorf("a row gone since: %v, warnings %v", err, ev.warnings)
+	}
+	// Without credentials the event fails for good, saying why.
+	noCRM := newRules(t)
+	_, err = noCRM.applyContext(stripped(id))
+	var perm *PermanentError
+	if !errors.As(err, &perm) || !strings.Contains(err.Error(), "cannot be read back through the Web API") {
+		t.Errorf("without credentials: %v", err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -29,6 +29,17 @@ type Step interface {
 	Apply(ctx context.Context, ev *Event) error
 }
 
+// BatchStep is a Step that can also apply many events at once, so work that costs
+// a remote request per event (a write to the CRM) is shared by the events of one
+// read. The engine hands it consecutive events whose only step it is, in stream
+// order; it returns one outcome per event, in the same order, and a failure of one
+// event must not fail the others. Events about one record may appear more than
+// once; the step applies them as their order requires.
+type BatchStep interface {
+	Step
+	ApplyBatch(ctx context.Context, evs []*Event) []error
+}
+
 // StepFunc adapts a function to a Step, as http.HandlerFunc does for handlers.
 type StepFunc func(ctx context.Context, ev *Event) error
 

@@ -11,10 +11,14 @@ import (
 
 // subscriptionChanged applies a cs_subscription row, the CRM's record of one
 // person's subscription to one group: cs_subscribed sets the subscriber's state in
-// that group, the later change winning (a tie goes to the CRM).
-func subscriptionChanged(st RecipientStore, now func() time.Time) StepFunc {
+// that group, the later change winning (a tie goes to the CRM). An event without
+// the row (over 256 KB) is applied with the row read back through the Web API.
+func subscriptionChanged(st RecipientStore, api webAPI, now func() time.Time) StepFunc {
 	return func(ctx context.Context, ev *Event) error {
-		row := ev.Context.Merged()
+		row, _, err := eventRow(ctx, ev, api)
+		if err != nil || row == nil {
+			return err
+		}
 		groupID, _ := row.String("cs_groupid")
 		subscribed, ok := row.Bool("cs_subscribed")
 		if groupID == "" || !ok {

@@ -10,6 +10,7 @@ import (
 	"crmsync/graph/generated"
 	"crmsync/graph/model"
 	"crmsync/store"
+	"time"
 )
 
 func (r *crmConnectionResolver) WebhookPath(ctx context.Context, obj *store.Connection) (string, error) {
@@ -34,6 +35,24 @@ func (r *mutationResolver) CreateConnection(ctx context.Context, input model.Cre
 		return nil, err
 	}
 	return r.Store.CreateConnection(ctx, c.Tenant, connectionInput(input))
+}
+
+func (r *mutationResolver) TestConnection(ctx context.Context, id string) (*model.ConnectionTest, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := r.Store.Connection(ctx, c.Tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Tester == nil {
+		return nil, &Error{Code: CodeInternal, Message: "connection tests are not available in this process"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	who, took, err := r.Tester.Test(ctx, conn)
+	return connectionTest(conn, who, took, err), nil
 }
 
 func (r *mutationResolver) UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error) {

@@ -18,13 +18,10 @@ import (
 // fails when one of them appears (remove it from here) and when something else is
 // missing: the served schema may only grow towards the contract.
 var notServedYet = []string{
-	"enum ReactionType", "enum SyncChangeAction",
-	"input ListScheduleInput", "input SendCampaignInput",
-	"type CampaignSend", "type CampaignStats", "type ConnectionTest", "type Reaction", "type SyncChange", "type SyncRun",
-	"Mutation.cancelCampaignSend", "Mutation.registerWebhooks", "Mutation.sendCampaign", "Mutation.setListSchedule",
-	"Mutation.syncMarketingList", "Mutation.testConnection",
-	"Query.campaignSend", "Query.campaignSends", "Query.marketingList", "Query.marketingLists", "Query.syncRun", "Query.syncRuns",
-	"type Subscription",
+	"enum ReactionType", "input SendCampaignInput",
+	"type CampaignSend", "type CampaignStats", "type Reaction",
+	"Mutation.cancelCampaignSend", "Mutation.registerWebhooks", "Mutation.sendCampaign",
+	"Query.campaignSend", "Query.campaignSends",
 }
 
 // TestServedSchemaFollowsTheContract compares the served schema with the GraphQL of

@@ -1,9 +1,15 @@
 package graph
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
+	"crmsync/dataverse"
 	"crmsync/graph/model"
 	"crmsync/store"
 )
@@ -71,4 +77,31 @@ func inboxStatus(s model.SyncStatus) store.InboxStatus {
 		return store.InboxFailed
 	}
 	return ""
+}
+
+// parseListID checks that a list id is a GUID, as the CRM's ids are, and gives it
+// in the lower-case form crmsync stores.
+func parseListID(id, field string) (string, error) {
+	u, err := uuid.Parse(strings.TrimSpace(id))
+	if err != nil {
+		return "", &Error{Code: CodeBadUserInput, Message: field + " is not a CRM list id (a GUID)", Field: field}
+	}
+	return u.String(), nil
+}
+
+// connectionTest explains the outcome of a connection test to the person who runs
+// it: who the connection acts as, or why it could not get in.
+func connectionTest(conn *store.Connection, who dataverse.Identity, took time.Duration, err error) *model.ConnectionTest {
+	out := &model.ConnectionTest{Ok: err == nil, LatencyMs: int(took.Milliseconds())}
+	switch {
+	case err == nil:
+		out.Detail = fmt.Sprintf("connected to %s as systemuser %s (business unit %s)", conn.OrganizationURL, who.UserID, who.BusinessUnitID)
+	case errors.Is(err, dataverse.ErrUnauthorized):
+		out.Detail = "the CRM or its token endpoint refused the connection's client credentials: " + err.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		out.Detail = "no answer from " + conn.OrganizationURL + " within 15 s"
+	default:
+		out.Detail = err.Error()
+	}
+	return out
 }

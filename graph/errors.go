@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -42,7 +43,7 @@ func apiError(code, format string, args ...any) *Error {
 // errorPresenter turns errors into the contract's extensions.code values. Errors it
 // does not know are logged once and answered as INTERNAL with no detail, so no
 // internals leak.
-func errorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
+func errorPresenter(logger *slog.Logger, timeout time.Duration) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		var direct *gqlerror.Error
 		isGQL := errors.As(err, &direct) && direct == err
@@ -62,6 +63,8 @@ func errorPresenter(logger *slog.Logger) graphql.ErrorPresenterFunc {
 			return present(gerr, CodeConflict, conflict.Error(), conflict.Field)
 		case errors.Is(err, store.ErrConflict):
 			return present(gerr, CodeConflict, "conflict", "")
+		case errors.Is(err, context.DeadlineExceeded):
+			return present(gerr, CodeInternal, fmt.Sprintf("the request did not finish within %s and was stopped", timeout), "")
 		}
 		if _, ok := gerr.Extensions["code"]; ok {
 			return gerr

@@ -37,7 +37,16 @@ func (r *mutationResolver) RenameSubscriberGroup(ctx context.Context, id string,
 	if err != nil {
 		return nil, err
 	}
-	return r.Store.RenameGroup(ctx, c.Tenant, id, name)
+	g, err := r.Store.RenameGroup(ctx, c.Tenant, id, name)
+	if err != nil {
+		return nil, err
+	}
+	if r.Changes != nil {
+		if err := r.Changes.GroupRenamed(ctx, c.Tenant, g.ID); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
 }
 
 func (r *mutationResolver) DeleteSubscriberGroup(ctx context.Context, id string) (bool, error) {
@@ -64,17 +73,17 @@ func (r *queryResolver) SubscriberGroups(ctx context.Context, first *int, after 
 	if err != nil {
 		return nil, err
 	}
-	p, err := idPage(first, after, func(afterID string, n int) ([]*store.Group, bool, error) {
+	es, info, total, err := idEdges(first, after, func(afterID string, n int) ([]*store.Group, bool, error) {
 		return r.Store.GroupsPage(ctx, c.Tenant, afterID, n)
-	}, func() (int, error) { return r.Store.CountGroups(ctx, c.Tenant) })
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(p, func(g *store.Group) string { return encodeCursor(g.ID) },
+	}, func() (int, error) { return r.Store.CountGroups(ctx, c.Tenant) },
+		func(g *store.Group) string { return g.ID },
 		func(c string, g *store.Group) *model.SubscriberGroupEdge {
 			return &model.SubscriberGroupEdge{Cursor: c, Node: g}
 		})
-	return &model.SubscriberGroupConnection{Edges: es, PageInfo: info, TotalCount: p.total}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &model.SubscriberGroupConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *subscriberGroupResolver) Connection(ctx context.Context, obj *store.Group) (*store.Connection, error) {
@@ -85,9 +94,18 @@ func (r *subscriberGroupResolver) Connection(ctx context.Context, obj *store.Gro
 	return nilIfNotFound(c, err)
 }
 
-func (r *subscriberGroupResolver) LinkedLists(ctx context.Context, obj *store.Group) ([]*model.MarketingList, error) {
-	// Marketing lists arrive with list sync; until a group links one, it has none.
-	return []*model.MarketingList{}, nil
+func (r *subscriberGroupResolver) LinkedLists(ctx context.Context, obj *store.Group) ([]*store.MarketingList, error) {
+	lists, err := r.Store.ListsOfGroup(ctx, obj.Tenant, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*store.MarketingList, 0, len(lists))
+	for _, l := range lists {
+		if !l.Deleted {
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 func (r *subscriberGroupResolver) SubscriberCount(ctx context.Context, obj *store.Group) (int, error) {
@@ -95,17 +113,17 @@ func (r *subscriberGroupResolver) SubscriberCount(ctx context.Context, obj *stor
 }
 
 func (r *subscriberGroupResolver) Subscribers(ctx context.Context, obj *store.Group, first *int, after *string) (*model.SubscriberConnection, error) {
-	p, err := idPage(first, after, func(afterID string, n int) ([]*store.Subscriber, bool, error) {
+	es, info, total, err := idEdges(first, after, func(afterID string, n int) ([]*store.Subscriber, bool, error) {
 		return r.Store.SubscribersPage(ctx, obj.Tenant, obj.ID, afterID, n)
-	}, func() (int, error) { return r.Store.CountSubscribers(ctx, obj.Tenant, obj.ID) })
-	if err != nil {
-		return nil, err
-	}
-	es, info := edges(p, func(s *store.Subscriber) string { return encodeCursor(s.ID) },
+	}, func() (int, error) { return r.Store.CountSubscribers(ctx, obj.Tenant, obj.ID) },
+		func(s *store.Subscriber) string { return s.ID },
 		func(c string, s *store.Subscriber) *model.SubscriberEdge {
 			return &model.SubscriberEdge{Cursor: c, Node: s}
 		})
-	return &model.SubscriberConnection{Edges: es, PageInfo: info, TotalCount: p.total}, nil
+	if err != nil {
+		return nil, err
+	}
+	return &model.SubscriberConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
 func (r *Resolver) SubscriberGroup() generated.SubscriberGroupResolver {

@@ -7,7 +7,9 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"time"
 
+	"crmsync/dataverse"
 	"crmsync/queue"
 	"crmsync/store"
 )
@@ -17,9 +19,30 @@ type Publisher interface {
 	Publish(ctx context.Context, entries ...queue.Entry) error
 }
 
-// SubscriberChanges takes eMS-side subscriber changes to the CRM.
+// SubscriberChanges takes eMS-side changes to the CRM: of subscribers, and of the
+// names of groups (which name their CRM lists).
 type SubscriberChanges interface {
 	SubscribersChanged(ctx context.Context, tenant, groupID string, ids []string) error
+	GroupRenamed(ctx context.Context, tenant, groupID string) error
+}
+
+// ListSync starts list syncs: engine.Lists is the one in use.
+type ListSync interface {
+	// SyncNow queues a run of a list — linking a list not synchronised yet, unless
+	// the run is dry — and returns the pending run.
+	SyncNow(ctx context.Context, tenant, listID string, dryRun bool) (*store.SyncRun, error)
+}
+
+// ConnectionTester checks a connection's access to the CRM: engine.CRMClients is the
+// one in use.
+type ConnectionTester interface {
+	Test(ctx context.Context, conn *store.Connection) (dataverse.Identity, time.Duration, error)
+}
+
+// Notices delivers the ids of a tenant's events as their outcomes are recorded:
+// queue.Notifier is the one in use.
+type Notices interface {
+	Subscribe(ctx context.Context, tenant string) (<-chan string, error)
 }
 
 // Resolver holds what resolvers need; it is wiring only.
@@ -27,6 +50,9 @@ type Resolver struct {
 	Store     *store.Store
 	Publisher Publisher
 	Changes   SubscriberChanges
+	Lists     ListSync
+	Tester    ConnectionTester
+	Notices   Notices
 	PublicURL string
 	Logger    *slog.Logger
 }

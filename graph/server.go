@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -31,6 +32,15 @@ type Config struct {
 	Publisher Publisher
 	// Changes takes subscriber changes to the CRM; nil keeps them in the eMS.
 	Changes SubscriberChanges
+	// Lists starts list syncs; nil makes syncMarketingList answer that list sync
+	// is not available.
+	Lists ListSync
+	// Tester checks connections for testConnection; nil makes it answer that the
+	// check is not available.
+	Tester ConnectionTester
+	// Notices feed the syncEvents subscription; nil makes it answer that live
+	// events are not available.
+	Notices Notices
 	// PublicURL is how others reach this service (CRMSYNC_PUBLIC_URL), for URLs the
 	// API hands out.
 	PublicURL string
@@ -43,6 +53,10 @@ type Config struct {
 	ParserTokenLimit int
 	// MaxBodyBytes is the largest request body; default 8 MiB.
 	MaxBodyBytes int64
+	// RequestTimeout bounds each query or mutation over HTTP (subscriptions live
+	// as long as their token); default 30 s. One that runs out is answered with
+	// what finished and an error for the rest.
+	RequestTimeout time.Duration
 	// QueryCache keeps automatic persisted queries (shared through Redis in
 	// production); nil turns them off.
 	QueryCache graphql.Cache[string]
@@ -56,10 +70,11 @@ func NewHandler(cfg Config) http.Handler {
 	cfg.ComplexityLimit = cmp.Or(cfg.ComplexityLimit, 20000)
 	cfg.ParserTokenLimit = cmp.Or(cfg.ParserTokenLimit, 15000)
 	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, 8<<20)
+	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 30*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 
 	schema := generated.NewExecutableSchema(generated.Config{
-		Resolvers:  &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
+		Resolvers:  &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, Lists: cfg.Lists, Tester: cfg.Tester, Notices: cfg.Notices, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
 		Directives: generated.DirectiveRoot{HasRole: hasRole},
 		Complexity: complexity(),
 	})
@@ -81,10 +96,23 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
-	srv.SetErrorPresenter(errorPresenter(cfg.Logger))
+	srv.SetErrorPresenter(errorPresenter(cfg.Logger, cfg.RequestTimeout))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
 
-	return limitBody(cfg.MaxBodyBytes, cfg.Verifier.Middleware(withLoaders(cfg.Store, srv)))
+	return limitBody(cfg.MaxBodyBytes, withTimeout(cfg.RequestTimeout, cfg.Verifier.Middleware(withLoaders(cfg.Store, srv))))
+}
+
+// withTimeout bounds the context of every request but websocket upgrades.
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // GraphiQLHandler serves GraphiQL for /graphql; it is not mounted in production.
@@ -104,6 +132,11 @@ func websocketInit(v *auth.Verifier) transport.WebsocketInitFunc {
 			ctx = transport.WithWebsocketCloseCode(ctx, 4401)
 			return ctx, nil, err
 		}
+		// The connection lives as long as its token: at expiry it closes, and the
+		// client reconnects with a fresh token.
+		ctx, cancel := context.WithDeadline(ctx, c.ExpiresAt)
+		context.AfterFunc(ctx, cancel)
+		ctx = transport.AppendCloseReason(ctx, "the token expired; reconnect with a fresh one")
 		return auth.WithCaller(ctx, c), nil, nil
 	}
 }

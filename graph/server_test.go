@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"crmsync/auth"
+	"crmsync/dataverse"
 	"crmsync/graph"
 	"crmsync/queue"
 	"crmsync/queue/queuetest"
@@ -47,6 +49,8 @@ type bundle struct {
 	conn  *store.Connection
 	group *store.Group
 	sub   *store.Subscriber
+	list  *store.MarketingList
+	run   *store.SyncRun
 }
 
 func setup(t *testing.T) *bundle {
@@ -57,7 +61,8 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	pub := &fakePublisher{}
-	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: pub, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: pub, Lists: storeListSync{st}, Tester: okTester{},
+		PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	conn, err := st.CreateConnection(ctx, "acme", store.ConnectionInput{
@@ -78,7 +83,40 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{srv: srv, store: st, conn: conn, group: g, sub: sub, pub: pub}
+	list, err := st.SaveListFromCRM(ctx, "acme", conn.ID, store.ListFromCRM{
+		CRMListID: "5b0e3c1e-1d7a-4f7e-9c55-0d7e4c9b2a10", Name: "Fair", Type: store.ListStatic, MemberType: store.RecipientContact, SyncToEMS: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.LinkList(ctx, list, g.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	run, err := storeListSync{st}.SyncNow(ctx, "acme", list.CRMListID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{srv: srv, store: st, conn: conn, group: g, sub: sub, pub: pub, list: list, run: run}
+}
+
+// okTester stands in for the engine's connection test: every connection works.
+type okTester struct{}
+
+func (okTester) Test(context.Context, *store.Connection) (dataverse.Identity, time.Duration, error) {
+	return dataverse.Identity{UserID: "u1", BusinessUnitID: "bu1"}, time.Millisecond, nil
+}
+
+// storeListSync stands in for the engine's list sync: it queues runs of known lists.
+type storeListSync struct{ st *store.Store }
+
+func (s storeListSync) SyncNow(ctx context.Context, tenant, listID string, dryRun bool) (*store.SyncRun, error) {
+	l, err := s.st.List(ctx, tenant, listID)
+	if err != nil {
+		return nil, err
+	}
+	r := &store.SyncRun{ID: "run-" + strconv.FormatInt(time.Now().UnixNano(), 10), Tenant: tenant, ConnectionID: l.ConnectionID, CRMListID: l.CRMListID, DryRun: dryRun, Trigger: store.TriggerManual}
+	_, err = s.st.CreateRun(ctx, r)
+	return r, err
 }
 
 type result struct {
@@ -167,11 +205,18 @@ func TestAuthMatrix(t *testing.T) {
 		"syncEvents":            {`{ syncEvents { totalCount } }`, "viewer", false},
 		"ingestStats":           {`query($c: ID!) { ingestStats(connectionId: $c) { processed } }`, "viewer", true},
 		"replayEvents":          {`mutation { replayEvents }`, "admin", false},
+		"marketingList":         {`query($l: ID!) { marketingList(id: $l) { id memberCount group { id } } }`, "viewer", true},
+		"marketingLists":        {`query($c: ID!) { marketingLists(connectionId: $c) { totalCount } }`, "viewer", true},
+		"syncRun":               {`query($r: ID!) { syncRun(id: $r) { id status changes { totalCount } } }`, "viewer", true},
+		"syncRuns":              {`query($l: ID!) { syncRuns(listId: $l) { totalCount } }`, "viewer", false},
+		"syncMarketingList":     {`mutation($l: ID!) { syncMarketingList(listId: $l, dryRun: true) { id status } }`, "editor", true},
+		"testConnection":        {`mutation($c: ID!) { testConnection(id: $c) { ok detail latencyMs } }`, "admin", true},
+		"setListSchedule":       {`mutation($l: ID!) { setListSchedule(listId: $l, input: {periodic: true, interval: DAILY}) { nextSyncAt } }`, "editor", true},
 		"createConnection": {`mutation { createConnection(input: {name: "X", organizationUrl: "https://x.crm.dynamics.com", recipientType: LEAD,
 			webhookAuth: {mode: HTTP_HEADER, name: "x-key", value: "0123456789abcdef!"}}) { id } }`, "admin", false},
 	}
 	rank := map[string]int{"viewer": 1, "editor": 2, "admin": 3}
-	vars := map[string]any{"c": b.conn.ID, "g": b.group.ID, "s": b.sub.ID}
+	vars := map[string]any{"c": b.conn.ID, "g": b.group.ID, "s": b.sub.ID, "l": b.list.CRMListID, "r": b.run.ID}
 	for fname, f := range fields {
 		for cname, tok := range callers {
 			var want string
@@ -464,4 +509,32 @@ func TestAutomaticPersistedQueries(t *testing.T) {
 	if res := post(""); res.code() != "" || string(res.Data["connections"]) != "[]" {
 		t.Errorf("by hash: %s %+v", res.Data["connections"], res.Errors)
 	}
+}
+
+// TestRequestTimeout: a mutation that outlives the request timeout is stopped and
+// answered with an error that says so, not left running.
+func TestRequestTimeout(t *testing.T) {
+	t.Parallel()
+	st := storetest.Open(t)
+	v, err := auth.NewVerifier(auth.Config{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: &fakePublisher{}, Lists: stuckListSync{},
+		RequestTimeout: 50 * time.Millisecond}))
+	t.Cleanup(srv.Close)
+	b := &bundle{srv: srv, store: st}
+	admin := token(t, claims("acme", "admin", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	r := b.do(t, admin, `mutation { syncMarketingList(listId: "5b0e3c1e-1d7a-4f7e-9c55-0d7e4c9b2a10") { id } }`, nil)
+	if r.code() != "INTERNAL" || !strings.Contains(r.Errors[0].Message, "did not finish within 50ms") {
+		t.Errorf("answer = %+v", r.Errors)
+	}
+}
+
+// stuckListSync never answers before its context ends.
+type stuckListSync struct{}
+
+func (stuckListSync) SyncNow(ctx context.Context, _, _ string, _ bool) (*store.SyncRun, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
 }

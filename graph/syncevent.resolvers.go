@@ -73,6 +73,36 @@ func (r *queryResolver) SyncEvents(ctx context.Context, recordID *string, status
 	return &model.SyncEventConnection{Edges: es, PageInfo: info, TotalCount: total}, nil
 }
 
+func (r *subscriptionResolver) SyncEvents(ctx context.Context, recordID *string) (<-chan *store.InboxEvent, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.Notices == nil {
+		return nil, &Error{Code: CodeInternal, Message: "live sync events are not available in this process"}
+	}
+	ids, err := r.Notices.Subscribe(ctx, c.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *store.InboxEvent, 16)
+	go func() {
+		defer close(out)
+		for id := range ids {
+			ev, err := r.Store.InboxEvent(ctx, id)
+			if err != nil || ev.Tenant != c.Tenant || (recordID != nil && ev.RecordID != *recordID) {
+				continue // gone since, or not what this subscription asked for
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
 func (r *syncEventResolver) At(ctx context.Context, obj *store.InboxEvent) (*time.Time, error) {
 	return &obj.ReceivedAt, nil
 }
@@ -98,6 +128,11 @@ func (r *syncEventResolver) Detail(ctx context.Context, obj *store.InboxEvent) (
 	return &obj.LastError, nil
 }
 
+func (r *Resolver) Subscription() generated.SubscriptionResolver { return &subscriptionResolver{r} }
+
 func (r *Resolver) SyncEvent() generated.SyncEventResolver { return &syncEventResolver{r} }
 
-type syncEventResolver struct{ *Resolver }
+type (
+	subscriptionResolver struct{ *Resolver }
+	syncEventResolver    struct{ *Resolver }
+)

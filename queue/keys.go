@@ -31,3 +31,16 @@ func (k Keys) Members() string { return k.prefix + ":{events}:members" }
 
 // PersistedQuery is where a GraphQL document is kept under its SHA-256.
 func (k Keys) PersistedQuery(hash string) string { return k.prefix + ":apq:" + hash }
+
+// Job is the lease key of a named job (see Jobs). Job keys carry the job name as
+// their hash tag, so the lease and its fencing counter live in one cluster slot.
+func (k Keys) Job(name string) string { return k.prefix + ":job:{" + name + "}" }
+
+// JobFence is the counter that hands out a job's fencing tokens.
+func (k Keys) JobFence(name string) string { return k.prefix + ":job:{" + name + "}:fence" }
+
+// RunSet is the set of CRM records a list sync run has seen (see RunSets).
+func (k Keys) RunSet(run string) string { return k.prefix + ":run:{" + run + "}:seen" }
+
+// EventNotices is the pub/sub channel announcing a tenant's event outcomes.
+func (k Keys) EventNotices(tenant string) string { return k.prefix + ":notices:" + tenant }

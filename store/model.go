@@ -171,6 +171,11 @@ type Subscriber struct {
 	// order give the same result.
 	Stamps map[string]Stamp `bson:"stamps,omitempty"`
 
+	// RemovedAt is set when the subscriber left its group because it left the CRM
+	// list the group follows; it keeps its history and consent, and comes back as
+	// itself when the record is added to the list again.
+	RemovedAt *time.Time `bson:"removedAt,omitempty"`
+
 	// storedLink is the id of the CRM link known to be stored for this subscriber,
 	// so saving it again does not rewrite the link.
 	storedLink string

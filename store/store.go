@@ -50,6 +50,10 @@ type Store struct {
 	client   *mongo.Client
 	db       *mongo.Database
 	embedded Indexer
+	// ferret is set when the server is FerretDB (embedded or not), whose queries
+	// other than by _id scan their collection (design.md): the store then prefers
+	// lookups by _id.
+	ferret   bool
 	sealer   *sealer
 	keyGrace time.Duration
 	logger   *slog.Logger
@@ -67,6 +71,10 @@ const (
 	colInboxBodies = "inboxBodies"
 	colHealth      = "health"
 	colTombstones  = "tombstones"
+	colLists       = "lists"
+	colListMembers = "listMembers"
+	colRuns        = "syncRuns"
+	colChanges     = "syncChanges"
 )
 
 // Open connects to cfg.URI, or starts the embedded server when it is empty, and
@@ -113,6 +121,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = s.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("open store: ping %s: %w", redactURI(uri), err)
 	}
+	var info bson.Raw
+	if err := client.Database("admin").RunCommand(pingCtx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err == nil {
+		_, err := info.LookupErr("ferretdbVersion")
+		s.ferret = err == nil
+	}
+	s.ferret = s.ferret || cfg.Embedded != nil
 	return s, nil
 }
 
@@ -149,14 +163,22 @@ func (s *Store) Migrate(ctx context.Context) error {
 		colGroups:      {index("tenant_1_connectionId_1_crmSync_1", "tenant", "connectionId", "crmSync")},
 		colSubscribers: {index("tenant_1_groupId_1__id_1", "tenant", "groupId", "_id")},
 		colInbox:       {index("status_1_receivedAt_1", "status", "receivedAt")},
+		colLists:       {index("tenant_1_connectionId_1__id_1", "tenant", "connectionId", "_id"), index("nextSyncAt_1", "nextSyncAt"), index("tenant_1_groupId_1", "tenant", "groupId")},
+		colListMembers: {index("tenant_1_crmListId_1_removedAt_1__id_1", "tenant", "crmListId", "removedAt", "_id"), index("tenant_1_subscriberId_1", "tenant", "subscriberId")},
+		colRuns:        {index("status_1_nextAttemptAt_1", "status", "nextAttemptAt"), index("tenant_1_crmListId_1_startedAt_1", "tenant", "crmListId", "startedAt")},
+		colChanges:     {index("runId_1__id_1", "runId", "_id")},
 	}
 	for col, models := range indexes {
-		if _, err := s.db.Collection(col).Indexes().CreateMany(ctx, models); err != nil {
-			return fmt.Errorf("migrate: create indexes on %s: %w", col, err)
+		// One at a time: FerretDB 1.24 panics when one createIndexes command names
+		// several indexes that exist already.
+		for _, m := range models {
+			if _, err := s.db.Collection(col).Indexes().CreateOne(ctx, m); err != nil {
+				return fmt.Errorf("migrate: create indexes on %s: %w", col, err)
+			}
 		}
 	}
 	// Create every collection now, so the embedded store can index them at once.
-	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones} {
+	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges} {
 		err := s.db.CreateCollection(ctx, col)
 		var cmdErr mongo.CommandError
 		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists

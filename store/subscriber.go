@@ -460,9 +460,10 @@ func (s *Store) SaveSubscriber(ctx context.Context, sub *Subscriber) error {
 }
 
 // SubscribersPage returns up to first subscribers of a group after the given id,
-// in id order (ids grow with creation time), and whether more follow.
+// in id order (ids grow with creation time), and whether more follow. Subscribers
+// that left the group with their CRM list (RemovedAt) are not listed.
 func (s *Store) SubscribersPage(ctx context.Context, tenant, groupID, afterID string, first int) ([]*Subscriber, bool, error) {
-	filter := bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: groupID}}
+	filter := bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: groupID}, {Key: "removedAt", Value: nil}}
 	if afterID != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
 	}
@@ -481,9 +482,9 @@ func (s *Store) SubscribersPage(ctx context.Context, tenant, groupID, afterID st
 	return out, false, nil
 }
 
-// CountSubscribers counts the subscribers of a group.
+// CountSubscribers counts the subscribers of a group (not those that left it).
 func (s *Store) CountSubscribers(ctx context.Context, tenant, groupID string) (int, error) {
-	n, err := s.db.Collection(colSubscribers).CountDocuments(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: groupID}})
+	n, err := s.db.Collection(colSubscribers).CountDocuments(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: groupID}, {Key: "removedAt", Value: nil}})
 	if err != nil {
 		return 0, unavailable("count subscribers", err)
 	}

@@ -36,6 +36,12 @@ type config struct {
 	RecoveryInterval time.Duration
 	// InboxRetention is how long processed events are kept for replay and audit.
 	InboxRetention time.Duration
+	// SchedulerInterval is how often each instance looks for due list schedules and
+	// pending list sync runs (CRMSYNC_SCHEDULER_INTERVAL).
+	SchedulerInterval time.Duration
+	// SweepInterval is how often each connection's changes are read through change
+	// tracking, to apply what webhooks missed; once per interval across the fleet.
+	SweepInterval time.Duration
 }
 
 // configError names the variable that is wrong, as the one line the process prints.
@@ -114,7 +120,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		name string
 		def  string
 		dst  *time.Duration
-	}{{"CRMSYNC_LEASE_TTL", "10s", &c.LeaseTTL}, {"CRMSYNC_RECOVERY_INTERVAL", "30s", &c.RecoveryInterval}, {"CRMSYNC_INBOX_RETENTION", "336h", &c.InboxRetention}} {
+	}{{"CRMSYNC_LEASE_TTL", "10s", &c.LeaseTTL}, {"CRMSYNC_RECOVERY_INTERVAL", "30s", &c.RecoveryInterval}, {"CRMSYNC_INBOX_RETENTION", "336h", &c.InboxRetention},
+		{"CRMSYNC_SWEEP_INTERVAL", "5m", &c.SweepInterval}, {"CRMSYNC_SCHEDULER_INTERVAL", "5s", &c.SchedulerInterval}} {
 		v, err := time.ParseDuration(cmp.Or(getenv(d.name), d.def))
 		if err != nil || v < 100*time.Millisecond {
 			return nil, &configError{d.name, "must be a duration of at least 100ms, such as " + d.def}

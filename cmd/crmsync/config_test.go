@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"crmsync/auth"
 )
@@ -30,6 +31,8 @@ func TestLoadConfigNamesTheVariable(t *testing.T) {
 		{map[string]string{"CRMSYNC_SECRET_KEY": "bm90LTMyLWJ5dGVz"}, "CRMSYNC_SECRET_KEY"},
 		{map[string]string{"CRMSYNC_KEY_GRACE": "a day"}, "CRMSYNC_KEY_GRACE"},
 		{map[string]string{"CRMSYNC_SMTP_URL": "http://mail"}, "CRMSYNC_SMTP_URL"},
+		{map[string]string{"CRMSYNC_SWEEP_INTERVAL": "often"}, "CRMSYNC_SWEEP_INTERVAL"},
+		{map[string]string{"CRMSYNC_SWEEP_INTERVAL": "1ms"}, "CRMSYNC_SWEEP_INTERVAL"},
 		{map[string]string{"CRMSYNC_JWT_JWKS_URL": "https://idp/jwks"}, "CRMSYNC_JWT_JWKS_URL"},
 		{map[string]string{"CRMSYNC_ENV": "production"}, "CRMSYNC_JWT_SECRET"},
 		{map[string]string{"CRMSYNC_ENV": "production", "CRMSYNC_JWT_SECRET": strings.Repeat("s", 32)}, "CRMSYNC_SECRET_KEY"},
@@ -89,6 +92,20 @@ func TestTokenCommandUsesServeSecret(t *testing.T) {
 	for _, args := range [][]string{{"token"}, {"token", "--tenant", "a", "--role", "root"}, {"token", "--tenant", "a", "--ttl", "-1h"}, {"bogus"}} {
 		if err := run(context.Background(), args, getenv, &out, &errOut); err == nil {
 			t.Errorf("%v: no error", args)
+		}
+	}
+}
+
+func TestSweepIntervalDefaultsToFiveMinutes(t *testing.T) {
+	t.Parallel()
+	for env, want := range map[string]time.Duration{"": 5 * time.Minute, "30s": 30 * time.Second} {
+		vars := map[string]string{"CRMSYNC_DATA_DIR": t.TempDir(), "CRMSYNC_SWEEP_INTERVAL": env}
+		cfg, err := loadConfig(func(k string) string { return vars[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.SweepInterval != want {
+			t.Errorf("CRMSYNC_SWEEP_INTERVAL=%q: %s, want %s", env, cfg.SweepInterval, want)
 		}
 	}
 }

@@ -85,43 +85,15 @@ func (in *instance) drain(connectionID string) {
 }
 
 // registerContactSteps registers crmsync's webhook and its Create and Update steps on
-// contact through the Web API, as `crmsync register` will.
+// contact through the Web API, as `crmsync register` will, with a pre-image on Update.
 func registerContactSteps(t *testing.T, c *dataverse.Client, url, key string) {
 	t.Helper()
-	ctx := context.Background()
-	ep, err := c.Create(ctx, "serviceendpoints", map[string]any{
-		"name": "crmsync", "url": url, "contract": 8, "authtype": 4, "authvalue": key, "messageformat": 2,
-	})
-	if err != nil {
+	steps := registerSteps(t, c, url, key, [2]string{"Create", "contact"}, [2]string{"Update", "contact"})
+	if _, err := c.Create(context.Background(), "sdkmessageprocessingstepimages", map[string]any{
+		"name": "PreImage", "entityalias": "PreImage", "imagetype": 0, "messagepropertyname": "Target",
+		"attributes":                            "emailaddress1,firstname,lastname",
+		"sdkmessageprocessingstepid@odata.bind": dataverse.Bind("sdkmessageprocessingsteps", steps[1]),
+	}); err != nil {
 		t.Fatal(err)
-	}
-	one := func(set, pk, filter string) string {
-		rows := c.Query(ctx, set, dataverse.Query{Select: []string{pk}, Filter: filter})
-		if !rows.Next(ctx) {
-			t.Fatalf("no %s for %s: %v", set, filter, rows.Err())
-		}
-		id, _ := rows.Row().String(pk)
-		return id
-	}
-	for _, msg := range []string{"Create", "Update"} {
-		step, err := c.Create(ctx, "sdkmessageprocessingsteps", map[string]any{
-			"name": "crmsync: " + msg + " of contact", "stage": 40, "mode": 1, "rank": 1, "supporteddeployment": 0,
-			"eventhandler_serviceendpoint@odata.bind": dataverse.Bind("serviceendpoints", ep),
-			"sdkmessageid@odata.bind":                 dataverse.Bind("sdkmessages", one("sdkmessages", "sdkmessageid", "name eq '"+msg+"'")),
-			"sdkmessagefilterid@odata.bind": dataverse.Bind("sdkmessagefilters", one("sdkmessagefilters", "sdkmessagefilterid",
-				"sdkmessageid/name eq '"+msg+"' and primaryobjecttypecode eq 'contact'")),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if msg == "Update" {
-			if _, err := c.Create(ctx, "sdkmessageprocessingstepimages", map[string]any{
-				"name": "PreImage", "entityalias": "PreImage", "imagetype": 0, "messagepropertyname": "Target",
-				"attributes":                            "emailaddress1,firstname,lastname",
-				"sdkmessageprocessingstepid@odata.bind": dataverse.Bind("sdkmessageprocessingsteps", step),
-			}); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
 }

@@ -56,10 +56,13 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	}
 	keys := queue.NewKeys(cfg.RedisPrefix)
 	stream := queue.NewEventStream(rdb.Client, keys, queue.DefaultPartitions)
+	notices := queue.NewNotifier(rdb.Client, keys)
+	// One set of Web API clients, so every component shares the token caches.
+	crm := &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger}
 	eng, err := engine.New(engine.Config{
 		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, cfg.LeaseTTL), LeaseTTL: cfg.LeaseTTL,
 		SweepInterval: cfg.RecoveryInterval, ClaimIdle: max(2*cfg.RecoveryInterval, time.Second),
-		Retention: cfg.InboxRetention, CRM: &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger}, Logger: logger,
+		Retention: cfg.InboxRetention, CRM: crm, Notices: notices, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -72,6 +75,41 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		defer cancel()
 		if err := eng.Stop(stopCtx); err != nil {
 			logger.Warn("engine did not stop in time", slog.String("error", err.Error()))
+		}
+	}()
+	// The anti-entropy sweep applies the changes whose webhooks Dataverse dropped.
+	sweeper, err := engine.NewSweeper(engine.SweepConfig{
+		Store: st, Publisher: stream, Leases: queue.NewJobs(rdb.Client, keys, cfg.SweepInterval), Interval: cfg.SweepInterval,
+		CRM: crm, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := sweeper.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if err := sweeper.Stop(stopCtx); err != nil {
+			logger.Warn("sweep did not stop in time", slog.String("error", err.Error()))
+		}
+	}()
+
+	// List syncs run under a fenced job lease per list, once per due time in the fleet.
+	lists := &engine.Lists{Store: st, API: crm, Now: time.Now}
+	scheduler, err := engine.NewScheduler(engine.SchedulerConfig{
+		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Seen: queue.NewRunSets(rdb.Client, keys), CRM: crm, Interval: cfg.SchedulerInterval, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	scheduler.Start(ctx)
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if err := scheduler.Stop(stopCtx); err != nil {
+			logger.Warn("scheduler did not stop in time", slog.String("error", err.Error()))
 		}
 	}()
 
@@ -109,7 +147,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
 	mux.Handle("POST /webhooks/reactions/{connectionId}", gateway.Reactions())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream},
+		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices,
 		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))
 	if !cfg.Production {

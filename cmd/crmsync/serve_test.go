@@ -51,14 +51,15 @@ type instance struct {
 // prefix and data dir (whose secrets every instance of the test shares).
 func testEnv(t testing.TB) map[string]string {
 	return map[string]string{
-		"CRMSYNC_ADDR":              "127.0.0.1:0",
-		"CRMSYNC_DATA_DIR":          t.TempDir(),
-		"MONGODB_URI":               storetest.URI(t),
-		"MONGODB_DATABASE":          storetest.DatabaseName(t),
-		"REDIS_URL":                 queuetest.URL(t),
-		"CRMSYNC_REDIS_PREFIX":      queuetest.Prefix(t),
-		"CRMSYNC_LEASE_TTL":         "2s",
-		"CRMSYNC_RECOVERY_INTERVAL": "500ms",
+		"CRMSYNC_ADDR":               "127.0.0.1:0",
+		"CRMSYNC_DATA_DIR":           t.TempDir(),
+		"MONGODB_URI":                storetest.URI(t),
+		"MONGODB_DATABASE":           storetest.DatabaseName(t),
+		"REDIS_URL":                  queuetest.URL(t),
+		"CRMSYNC_REDIS_PREFIX":       queuetest.Prefix(t),
+		"CRMSYNC_LEASE_TTL":          "2s",
+		"CRMSYNC_RECOVERY_INTERVAL":  "500ms",
+		"CRMSYNC_SCHEDULER_INTERVAL": "200ms",
 	}
 }
 

@@ -33,11 +33,14 @@ type ResolverRoot interface {
 	CrmConnection() CrmConnectionResolver
 	IngestStats() IngestStatsResolver
 	LanguageMapping() LanguageMappingResolver
+	MarketingList() MarketingListResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscriber() SubscriberResolver
 	SubscriberGroup() SubscriberGroupResolver
+	Subscription() SubscriptionResolver
 	SyncEvent() SyncEventResolver
+	SyncRun() SyncRunResolver
 }
 
 type DirectiveRoot struct {
@@ -45,6 +48,12 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	ConnectionTest struct {
+		Detail    func(childComplexity int) int
+		LatencyMs func(childComplexity int) int
+		Ok        func(childComplexity int) int
+	}
+
 	CrmConnection struct {
 		Bidirectional     func(childComplexity int) int
 		CreatedAt         func(childComplexity int) int
@@ -94,17 +103,30 @@ type ComplexityRoot struct {
 	}
 
 	MarketingList struct {
+		CRMListID    func(childComplexity int) int
 		Group        func(childComplexity int) int
-		ID           func(childComplexity int) int
 		Interval     func(childComplexity int) int
 		LastSyncedAt func(childComplexity int) int
 		MemberCount  func(childComplexity int) int
 		MemberType   func(childComplexity int) int
 		Name         func(childComplexity int) int
+		NextSyncAt   func(childComplexity int) int
+		Periodic     func(childComplexity int) int
 		SyncAt       func(childComplexity int) int
-		SyncToEms    func(childComplexity int) int
+		SyncToEMS    func(childComplexity int) int
 		Type         func(childComplexity int) int
 		Warning      func(childComplexity int) int
+	}
+
+	MarketingListConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	MarketingListEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Mutation struct {
@@ -117,6 +139,9 @@ type ComplexityRoot struct {
 		SetFieldMappings      func(childComplexity int, connectionID string, mappings []*model.FieldMappingInput) int
 		SetGroupCrmSync       func(childComplexity int, groupID string, enabled bool) int
 		SetLanguageMapping    func(childComplexity int, connectionID string, input model.LanguageMappingInput) int
+		SetListSchedule       func(childComplexity int, listID string, input model.ListScheduleInput) int
+		SyncMarketingList     func(childComplexity int, listID string, dryRun *bool) int
+		TestConnection        func(childComplexity int, id string) int
 		Unsubscribe           func(childComplexity int, subscriberID string) int
 		UpdateConnection      func(childComplexity int, id string, input model.UpdateConnectionInput) int
 		UpsertSubscribers     func(childComplexity int, groupID string, subscribers []*model.SubscriberInput) int
@@ -131,11 +156,15 @@ type ComplexityRoot struct {
 		Connection        func(childComplexity int, id string) int
 		Connections       func(childComplexity int) int
 		IngestStats       func(childComplexity int, connectionID string) int
+		MarketingList     func(childComplexity int, id string) int
+		MarketingLists    func(childComplexity int, connectionID string, first *int, after *string) int
 		Subscriber        func(childComplexity int, id string) int
 		SubscriberByEmail func(childComplexity int, groupID string, email string) int
 		SubscriberGroup   func(childComplexity int, id string) int
 		SubscriberGroups  func(childComplexity int, first *int, after *string) int
 		SyncEvents        func(childComplexity int, recordID *string, status *model.SyncStatus, first *int, after *string) int
+		SyncRun           func(childComplexity int, id string) int
+		SyncRuns          func(childComplexity int, listID string, first *int, after *string) int
 	}
 
 	RejectedSubscriber struct {
@@ -152,6 +181,7 @@ type ComplexityRoot struct {
 		Group             func(childComplexity int) int
 		ID                func(childComplexity int) int
 		Language          func(childComplexity int) int
+		RemovedAt         func(childComplexity int) int
 		SubscriptionState func(childComplexity int) int
 		UpdatedAt         func(childComplexity int) int
 	}
@@ -188,6 +218,27 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Subscription struct {
+		SyncEvents func(childComplexity int, recordID *string) int
+	}
+
+	SyncChange struct {
+		Action  func(childComplexity int) int
+		Applied func(childComplexity int) int
+		Email   func(childComplexity int) int
+	}
+
+	SyncChangeConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SyncChangeEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	SyncEvent struct {
 		At        func(childComplexity int) int
 		Detail    func(childComplexity int) int
@@ -206,6 +257,33 @@ type ComplexityRoot struct {
 	}
 
 	SyncEventEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	SyncRun struct {
+		Added      func(childComplexity int) int
+		Attempts   func(childComplexity int) int
+		Changes    func(childComplexity int, first *int, after *string) int
+		DryRun     func(childComplexity int) int
+		Error      func(childComplexity int) int
+		FinishedAt func(childComplexity int) int
+		ID         func(childComplexity int) int
+		List       func(childComplexity int) int
+		Removed    func(childComplexity int) int
+		StartedAt  func(childComplexity int) int
+		Status     func(childComplexity int) int
+		Trigger    func(childComplexity int) int
+		Updated    func(childComplexity int) int
+	}
+
+	SyncRunConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SyncRunEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
 	}
@@ -244,8 +322,13 @@ type IngestStatsResolver interface {
 type LanguageMappingResolver interface {
 	Values(ctx context.Context, obj *store.LanguageMapping) (map[string]any, error)
 }
+type MarketingListResolver interface {
+	Group(ctx context.Context, obj *store.MarketingList) (*store.Group, error)
+	MemberCount(ctx context.Context, obj *store.MarketingList) (int, error)
+}
 type MutationResolver interface {
 	CreateConnection(ctx context.Context, input model.CreateConnectionInput) (*store.Connection, error)
+	TestConnection(ctx context.Context, id string) (*model.ConnectionTest, error)
 	UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error)
 	SetFieldMappings(ctx context.Context, connectionID string, mappings []*model.FieldMappingInput) ([]*store.FieldMapping, error)
 	SetLanguageMapping(ctx context.Context, connectionID string, input model.LanguageMappingInput) (*store.Connection, error)
@@ -253,6 +336,8 @@ type MutationResolver interface {
 	SetGroupCrmSync(ctx context.Context, groupID string, enabled bool) (*store.Group, error)
 	RenameSubscriberGroup(ctx context.Context, id string, name string) (*store.Group, error)
 	DeleteSubscriberGroup(ctx context.Context, id string) (bool, error)
+	SyncMarketingList(ctx context.Context, listID string, dryRun *bool) (*store.SyncRun, error)
+	SetListSchedule(ctx context.Context, listID string, input model.ListScheduleInput) (*store.MarketingList, error)
 	UpsertSubscribers(ctx context.Context, groupID string, subscribers []*model.SubscriberInput) (*store.UpsertResult, error)
 	Unsubscribe(ctx context.Context, subscriberID string) (*store.Subscriber, error)
 	DeleteSubscriber(ctx context.Context, id string) (bool, error)
@@ -264,6 +349,10 @@ type QueryResolver interface {
 	SubscriberGroup(ctx context.Context, id string) (*store.Group, error)
 	SubscriberGroups(ctx context.Context, first *int, after *string) (*model.SubscriberGroupConnection, error)
 	IngestStats(ctx context.Context, connectionID string) (*store.IngestStats, error)
+	MarketingList(ctx context.Context, id string) (*store.MarketingList, error)
+	MarketingLists(ctx context.Context, connectionID string, first *int, after *string) (*model.MarketingListConnection, error)
+	SyncRun(ctx context.Context, id string) (*store.SyncRun, error)
+	SyncRuns(ctx context.Context, listID string, first *int, after *string) (*model.SyncRunConnection, error)
 	Subscriber(ctx context.Context, id string) (*store.Subscriber, error)
 	SubscriberByEmail(ctx context.Context, groupID string, email string) (*store.Subscriber, error)
 	SyncEvents(ctx context.Context, recordID *string, status *model.SyncStatus, first *int, after *string) (*model.SyncEventConnection, error)
@@ -274,9 +363,12 @@ type SubscriberResolver interface {
 type SubscriberGroupResolver interface {
 	Connection(ctx context.Context, obj *store.Group) (*store.Connection, error)
 
-	LinkedLists(ctx context.Context, obj *store.Group) ([]*model.MarketingList, error)
+	LinkedLists(ctx context.Context, obj *store.Group) ([]*store.MarketingList, error)
 	SubscriberCount(ctx context.Context, obj *store.Group) (int, error)
 	Subscribers(ctx context.Context, obj *store.Group, first *int, after *string) (*model.SubscriberConnection, error)
+}
+type SubscriptionResolver interface {
+	SyncEvents(ctx context.Context, recordID *string) (<-chan *store.InboxEvent, error)
 }
 type SyncEventResolver interface {
 	At(ctx context.Context, obj *store.InboxEvent) (*time.Time, error)
@@ -284,6 +376,13 @@ type SyncEventResolver interface {
 
 	Status(ctx context.Context, obj *store.InboxEvent) (model.SyncStatus, error)
 	Detail(ctx context.Context, obj *store.InboxEvent) (*string, error)
+}
+type SyncRunResolver interface {
+	Status(ctx context.Context, obj *store.SyncRun) (model.SyncStatus, error)
+
+	Changes(ctx context.Context, obj *store.SyncRun, first *int, after *string) (*model.SyncChangeConnection, error)
+
+	List(ctx context.Context, obj *store.SyncRun) (*store.MarketingList, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -303,6 +402,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "ConnectionTest.detail":
+		if e.ComplexityRoot.ConnectionTest.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionTest.Detail(childComplexity), true
+	case "ConnectionTest.latencyMs":
+		if e.ComplexityRoot.ConnectionTest.LatencyMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionTest.LatencyMs(childComplexity), true
+	case "ConnectionTest.ok":
+		if e.ComplexityRoot.ConnectionTest.Ok == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionTest.Ok(childComplexity), true
 
 	case "CrmConnection.bidirectional":
 		if e.ComplexityRoot.CrmConnection.Bidirectional == nil {
@@ -507,18 +625,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.LanguageMapping.Values(childComplexity), true
 
+	case "MarketingList.id":
+		if e.ComplexityRoot.MarketingList.CRMListID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingList.CRMListID(childComplexity), true
 	case "MarketingList.group":
 		if e.ComplexityRoot.MarketingList.Group == nil {
 			break
 		}
 
 		return e.ComplexityRoot.MarketingList.Group(childComplexity), true
-	case "MarketingList.id":
-		if e.ComplexityRoot.MarketingList.ID == nil {
-			break
-		}
-
-		return e.ComplexityRoot.MarketingList.ID(childComplexity), true
 	case "MarketingList.interval":
 		if e.ComplexityRoot.MarketingList.Interval == nil {
 			break
@@ -549,6 +667,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MarketingList.Name(childComplexity), true
+	case "MarketingList.nextSyncAt":
+		if e.ComplexityRoot.MarketingList.NextSyncAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingList.NextSyncAt(childComplexity), true
+	case "MarketingList.periodic":
+		if e.ComplexityRoot.MarketingList.Periodic == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingList.Periodic(childComplexity), true
 	case "MarketingList.syncAt":
 		if e.ComplexityRoot.MarketingList.SyncAt == nil {
 			break
@@ -556,11 +686,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MarketingList.SyncAt(childComplexity), true
 	case "MarketingList.syncToEms":
-		if e.ComplexityRoot.MarketingList.SyncToEms == nil {
+		if e.ComplexityRoot.MarketingList.SyncToEMS == nil {
 			break
 		}
 
-		return e.ComplexityRoot.MarketingList.SyncToEms(childComplexity), true
+		return e.ComplexityRoot.MarketingList.SyncToEMS(childComplexity), true
 	case "MarketingList.type":
 		if e.ComplexityRoot.MarketingList.Type == nil {
 			break
@@ -573,6 +703,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.MarketingList.Warning(childComplexity), true
+
+	case "MarketingListConnection.edges":
+		if e.ComplexityRoot.MarketingListConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingListConnection.Edges(childComplexity), true
+	case "MarketingListConnection.pageInfo":
+		if e.ComplexityRoot.MarketingListConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingListConnection.PageInfo(childComplexity), true
+	case "MarketingListConnection.totalCount":
+		if e.ComplexityRoot.MarketingListConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingListConnection.TotalCount(childComplexity), true
+
+	case "MarketingListEdge.cursor":
+		if e.ComplexityRoot.MarketingListEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingListEdge.Cursor(childComplexity), true
+	case "MarketingListEdge.node":
+		if e.ComplexityRoot.MarketingListEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MarketingListEdge.Node(childComplexity), true
 
 	case "Mutation.createConnection":
 		if e.ComplexityRoot.Mutation.CreateConnection == nil {
@@ -673,6 +835,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetLanguageMapping(childComplexity, args["connectionId"].(string), args["input"].(model.LanguageMappingInput)), true
+	case "Mutation.setListSchedule":
+		if e.ComplexityRoot.Mutation.SetListSchedule == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setListSchedule_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetListSchedule(childComplexity, args["listId"].(string), args["input"].(model.ListScheduleInput)), true
+	case "Mutation.syncMarketingList":
+		if e.ComplexityRoot.Mutation.SyncMarketingList == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_syncMarketingList_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SyncMarketingList(childComplexity, args["listId"].(string), args["dryRun"].(*bool)), true
+	case "Mutation.testConnection":
+		if e.ComplexityRoot.Mutation.TestConnection == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_testConnection_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TestConnection(childComplexity, args["id"].(string)), true
 	case "Mutation.unsubscribe":
 		if e.ComplexityRoot.Mutation.Unsubscribe == nil {
 			break
@@ -749,6 +944,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.IngestStats(childComplexity, args["connectionId"].(string)), true
 
+	case "Query.marketingList":
+		if e.ComplexityRoot.Query.MarketingList == nil {
+			break
+		}
+
+		args, err := ec.field_Query_marketingList_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.MarketingList(childComplexity, args["id"].(string)), true
+	case "Query.marketingLists":
+		if e.ComplexityRoot.Query.MarketingLists == nil {
+			break
+		}
+
+		args, err := ec.field_Query_marketingLists_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.MarketingLists(childComplexity, args["connectionId"].(string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.subscriber":
 		if e.ComplexityRoot.Query.Subscriber == nil {
 			break
@@ -804,6 +1021,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SyncEvents(childComplexity, args["recordId"].(*string), args["status"].(*model.SyncStatus), args["first"].(*int), args["after"].(*string)), true
+	case "Query.syncRun":
+		if e.ComplexityRoot.Query.SyncRun == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncRun_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncRun(childComplexity, args["id"].(string)), true
+	case "Query.syncRuns":
+		if e.ComplexityRoot.Query.SyncRuns == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncRuns_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncRuns(childComplexity, args["listId"].(string), args["first"].(*int), args["after"].(*string)), true
 
 	case "RejectedSubscriber.email":
 		if e.ComplexityRoot.RejectedSubscriber.Email == nil {
@@ -866,6 +1105,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscriber.Language(childComplexity), true
+	case "Subscriber.removedAt":
+		if e.ComplexityRoot.Subscriber.RemovedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Subscriber.RemovedAt(childComplexity), true
 	case "Subscriber.subscriptionState":
 		if e.ComplexityRoot.Subscriber.SubscriptionState == nil {
 			break
@@ -991,6 +1236,69 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SubscriberGroupEdge.Node(childComplexity), true
 
+	case "Subscription.syncEvents":
+		if e.ComplexityRoot.Subscription.SyncEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_syncEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.SyncEvents(childComplexity, args["recordId"].(*string)), true
+
+	case "SyncChange.action":
+		if e.ComplexityRoot.SyncChange.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChange.Action(childComplexity), true
+	case "SyncChange.applied":
+		if e.ComplexityRoot.SyncChange.Applied == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChange.Applied(childComplexity), true
+	case "SyncChange.email":
+		if e.ComplexityRoot.SyncChange.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChange.Email(childComplexity), true
+
+	case "SyncChangeConnection.edges":
+		if e.ComplexityRoot.SyncChangeConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChangeConnection.Edges(childComplexity), true
+	case "SyncChangeConnection.pageInfo":
+		if e.ComplexityRoot.SyncChangeConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChangeConnection.PageInfo(childComplexity), true
+	case "SyncChangeConnection.totalCount":
+		if e.ComplexityRoot.SyncChangeConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChangeConnection.TotalCount(childComplexity), true
+
+	case "SyncChangeEdge.cursor":
+		if e.ComplexityRoot.SyncChangeEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChangeEdge.Cursor(childComplexity), true
+	case "SyncChangeEdge.node":
+		if e.ComplexityRoot.SyncChangeEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncChangeEdge.Node(childComplexity), true
+
 	case "SyncEvent.at":
 		if e.ComplexityRoot.SyncEvent.At == nil {
 			break
@@ -1072,6 +1380,122 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SyncEventEdge.Node(childComplexity), true
 
+	case "SyncRun.added":
+		if e.ComplexityRoot.SyncRun.Added == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.Added(childComplexity), true
+	case "SyncRun.attempts":
+		if e.ComplexityRoot.SyncRun.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.Attempts(childComplexity), true
+	case "SyncRun.changes":
+		if e.ComplexityRoot.SyncRun.Changes == nil {
+			break
+		}
+
+		args, err := ec.field_SyncRun_changes_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.SyncRun.Changes(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "SyncRun.dryRun":
+		if e.ComplexityRoot.SyncRun.DryRun == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.DryRun(childComplexity), true
+	case "SyncRun.error":
+		if e.ComplexityRoot.SyncRun.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.Error(childComplexity), true
+	case "SyncRun.finishedAt":
+		if e.ComplexityRoot.SyncRun.FinishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.FinishedAt(childComplexity), true
+	case "SyncRun.id":
+		if e.ComplexityRoot.SyncRun.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.ID(childComplexity), true
+	case "SyncRun.list":
+		if e.ComplexityRoot.SyncRun.List == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.List(childComplexity), true
+	case "SyncRun.removed":
+		if e.ComplexityRoot.SyncRun.Removed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.Removed(childComplexity), true
+	case "SyncRun.startedAt":
+		if e.ComplexityRoot.SyncRun.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.StartedAt(childComplexity), true
+	case "SyncRun.status":
+		if e.ComplexityRoot.SyncRun.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.Status(childComplexity), true
+	case "SyncRun.trigger":
+		if e.ComplexityRoot.SyncRun.Trigger == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.Trigger(childComplexity), true
+	case "SyncRun.updated":
+		if e.ComplexityRoot.SyncRun.Updated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRun.Updated(childComplexity), true
+
+	case "SyncRunConnection.edges":
+		if e.ComplexityRoot.SyncRunConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRunConnection.Edges(childComplexity), true
+	case "SyncRunConnection.pageInfo":
+		if e.ComplexityRoot.SyncRunConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRunConnection.PageInfo(childComplexity), true
+	case "SyncRunConnection.totalCount":
+		if e.ComplexityRoot.SyncRunConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRunConnection.TotalCount(childComplexity), true
+
+	case "SyncRunEdge.cursor":
+		if e.ComplexityRoot.SyncRunEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRunEdge.Cursor(childComplexity), true
+	case "SyncRunEdge.node":
+		if e.ComplexityRoot.SyncRunEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncRunEdge.Node(childComplexity), true
+
 	case "UpsertSubscribersPayload.created":
 		if e.ComplexityRoot.UpsertSubscribersPayload.Created == nil {
 			break
@@ -1147,6 +1571,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateSubscriberGroupInput", ec.unmarshalInputCreateSubscriberGroupInput),
 			graphql.NewInputUnmarshaler("FieldMappingInput", ec.unmarshalInputFieldMappingInput),
 			graphql.NewInputUnmarshaler("LanguageMappingInput", ec.unmarshalInputLanguageMappingInput),
+			graphql.NewInputUnmarshaler("ListScheduleInput", ec.unmarshalInputListScheduleInput),
 			graphql.NewInputUnmarshaler("SubscriberInput", ec.unmarshalInputSubscriberInput),
 			graphql.NewInputUnmarshaler("UpdateConnectionInput", ec.unmarshalInputUpdateConnectionInput),
 			graphql.NewInputUnmarshaler("WebhookAuthInput", ec.unmarshalInputWebhookAuthInput),
@@ -1194,6 +1619,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -1344,8 +1786,13 @@ type Query {
   connections: [CrmConnection!]! @hasRole(role: VIEWER)
 }
 
+"The outcome of testConnection: whether crmsync reached the CRM's Web API with the connection's credentials, and what it found."
+type ConnectionTest { ok: Boolean! detail: String! latencyMs: Int! }
+
 type Mutation {
   createConnection(input: CreateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
+  "Gets a token and calls WhoAmI with the connection's credentials, now, without retries (at most 15 s)."
+  testConnection(id: ID!): ConnectionTest! @hasRole(role: ADMIN)
   updateConnection(id: ID!, input: UpdateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
   setFieldMappings(connectionId: ID!, mappings: [FieldMappingInput!]!): [FieldMapping!]! @hasRole(role: ADMIN)
   setLanguageMapping(connectionId: ID!, input: LanguageMappingInput!): CrmConnection! @hasRole(role: ADMIN)
@@ -1361,20 +1808,6 @@ type SubscriberGroup {
   linkedLists: [MarketingList!]!
   subscriberCount: Int!
   subscribers(first: Int = 50, after: String): SubscriberConnection!
-}
-
-type MarketingList {
-  id: ID!
-  name: String!
-  type: ListType!
-  memberType: RecipientType!
-  syncToEms: Boolean!
-  interval: SyncInterval
-  syncAt: Time
-  group: SubscriberGroup
-  memberCount: Int!
-  lastSyncedAt: Time
-  warning: String
 }
 
 type SubscriberGroupConnection { edges: [SubscriberGroupEdge!]! pageInfo: PageInfo! totalCount: Int! }
@@ -1415,6 +1848,75 @@ extend type Query {
   ingestStats(connectionId: ID!): IngestStats! @hasRole(role: VIEWER)
 }
 `, BuiltIn: false},
+	{Name: "../../schema/list.graphqls", Input: `# CRM marketing lists, the groups they are linked to, and their sync runs.
+
+"A CRM marketing list crmsync knows (it has seen the list's events or synchronised it). ` + "`" + `id` + "`" + ` is the list's id in the CRM."
+type MarketingList {
+  id: ID!
+  name: String!
+  type: ListType!
+  memberType: RecipientType!
+  syncToEms: Boolean!
+  interval: SyncInterval
+  syncAt: Time
+  group: SubscriberGroup
+  memberCount: Int!
+  lastSyncedAt: Time
+  "Shown with the list's sync status: a member type other than the connection's recipient type, a list deleted in the CRM."
+  warning: String
+  "When the list's schedule runs next; null when none is due."
+  nextSyncAt: Time
+  "Whether the list's periodic sync is on."
+  periodic: Boolean!
+}
+
+"One full reconcile of a list with its group."
+type SyncRun {
+  id: ID!
+  dryRun: Boolean!
+  added: Int!
+  removed: Int!
+  updated: Int!
+  status: SyncStatus!
+  startedAt: Time!
+  finishedAt: Time
+  error: String
+  changes(first: Int = 50, after: String): SyncChangeConnection!
+  "What started the run: manual, schedule or crm."
+  trigger: String!
+  "The list the run reconciled."
+  list: MarketingList
+  "How often the run was tried; a failed attempt is retried with backoff."
+  attempts: Int!
+}
+
+enum SyncChangeAction { ADD REMOVE UPDATE }
+type SyncChange { email: String! action: SyncChangeAction! applied: Boolean! }
+
+type MarketingListConnection { edges: [MarketingListEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type MarketingListEdge { cursor: String! node: MarketingList! }
+type SyncRunConnection { edges: [SyncRunEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type SyncRunEdge { cursor: String! node: SyncRun! }
+type SyncChangeConnection { edges: [SyncChangeEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type SyncChangeEdge { cursor: String! node: SyncChange! }
+
+input ListScheduleInput { periodic: Boolean! interval: SyncInterval syncAt: Time }
+
+extend type Query {
+  marketingList(id: ID!): MarketingList @hasRole(role: VIEWER)
+  "The lists of a connection that crmsync knows, in id order."
+  marketingLists(connectionId: ID!, first: Int = 50, after: String): MarketingListConnection! @hasRole(role: VIEWER)
+  syncRun(id: ID!): SyncRun @hasRole(role: VIEWER)
+  "A list's runs, newest first."
+  syncRuns(listId: ID!, first: Int = 50, after: String): SyncRunConnection! @hasRole(role: VIEWER)
+}
+
+extend type Mutation {
+  "Links a list not synchronised yet to a group of its own, and queues a sync now; answers the PENDING run at once. A dry run changes nothing and lists what would change."
+  syncMarketingList(listId: ID!, dryRun: Boolean = false): SyncRun! @hasRole(role: EDITOR)
+  setListSchedule(listId: ID!, input: ListScheduleInput!): MarketingList! @hasRole(role: EDITOR)
+}
+`, BuiltIn: false},
 	{Name: "../../schema/subscriber.graphqls", Input: `# Subscribers: one per address and group, optionally linked to a CRM record.
 
 type Subscriber {
@@ -1428,6 +1930,8 @@ type Subscriber {
   crmUnlinkedReason: String
   group: SubscriberGroup!
   updatedAt: Time!
+  "Set when the subscriber left its group with the CRM list the group follows; it keeps its history and comes back as itself when re-added."
+  removedAt: Time
 }
 
 type CrmRecordRef { entity: RecipientType! id: ID! }
@@ -1481,6 +1985,11 @@ extend type Mutation {
   "Re-queues the matching events (default: the failed ones) and answers how many."
   replayEvents(recordId: ID, status: SyncStatus = FAILED): Int! @hasRole(role: ADMIN)
 }
+
+type Subscription {
+  "Each event's outcome as it is recorded, by any instance; recordId narrows it to one CRM row or subscriber. The connection ends when its token expires: reconnect with a fresh one."
+  syncEvents(recordId: ID): SyncEvent! @hasRole(role: VIEWER)
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -1488,6 +1997,18 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_ConnectionTest(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ok":
+		return ec.fieldContext_ConnectionTest_ok(ctx, field)
+	case "detail":
+		return ec.fieldContext_ConnectionTest_detail(ctx, field)
+	case "latencyMs":
+		return ec.fieldContext_ConnectionTest_latencyMs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConnectionTest", field.Name)
+}
 
 func (ec *executionContext) childFields_CrmConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -1609,8 +2130,34 @@ func (ec *executionContext) childFields_MarketingList(ctx context.Context, field
 		return ec.fieldContext_MarketingList_lastSyncedAt(ctx, field)
 	case "warning":
 		return ec.fieldContext_MarketingList_warning(ctx, field)
+	case "nextSyncAt":
+		return ec.fieldContext_MarketingList_nextSyncAt(ctx, field)
+	case "periodic":
+		return ec.fieldContext_MarketingList_periodic(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MarketingList", field.Name)
+}
+
+func (ec *executionContext) childFields_MarketingListConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_MarketingListConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_MarketingListConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_MarketingListConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MarketingListConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_MarketingListEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_MarketingListEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_MarketingListEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MarketingListEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1655,6 +2202,8 @@ func (ec *executionContext) childFields_Subscriber(ctx context.Context, field gr
 		return ec.fieldContext_Subscriber_group(ctx, field)
 	case "updatedAt":
 		return ec.fieldContext_Subscriber_updatedAt(ctx, field)
+	case "removedAt":
+		return ec.fieldContext_Subscriber_removedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Subscriber", field.Name)
 }
@@ -1723,6 +2272,40 @@ func (ec *executionContext) childFields_SubscriberGroupEdge(ctx context.Context,
 	return nil, fmt.Errorf("no field named %q was found under type SubscriberGroupEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_SyncChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "email":
+		return ec.fieldContext_SyncChange_email(ctx, field)
+	case "action":
+		return ec.fieldContext_SyncChange_action(ctx, field)
+	case "applied":
+		return ec.fieldContext_SyncChange_applied(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncChange", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncChangeConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SyncChangeConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SyncChangeConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SyncChangeConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncChangeConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncChangeEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SyncChangeEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SyncChangeEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncChangeEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_SyncEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1765,6 +2348,60 @@ func (ec *executionContext) childFields_SyncEventEdge(ctx context.Context, field
 		return ec.fieldContext_SyncEventEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SyncEventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncRun(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_SyncRun_id(ctx, field)
+	case "dryRun":
+		return ec.fieldContext_SyncRun_dryRun(ctx, field)
+	case "added":
+		return ec.fieldContext_SyncRun_added(ctx, field)
+	case "removed":
+		return ec.fieldContext_SyncRun_removed(ctx, field)
+	case "updated":
+		return ec.fieldContext_SyncRun_updated(ctx, field)
+	case "status":
+		return ec.fieldContext_SyncRun_status(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_SyncRun_startedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_SyncRun_finishedAt(ctx, field)
+	case "error":
+		return ec.fieldContext_SyncRun_error(ctx, field)
+	case "changes":
+		return ec.fieldContext_SyncRun_changes(ctx, field)
+	case "trigger":
+		return ec.fieldContext_SyncRun_trigger(ctx, field)
+	case "list":
+		return ec.fieldContext_SyncRun_list(ctx, field)
+	case "attempts":
+		return ec.fieldContext_SyncRun_attempts(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncRun", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncRunConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SyncRunConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SyncRunConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SyncRunConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncRunConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncRunEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SyncRunEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SyncRunEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncRunEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_UpsertSubscribersPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2095,6 +2732,64 @@ func (ec *executionContext) field_Mutation_setLanguageMapping_args(ctx context.C
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setListSchedule_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "listId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["listId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ListScheduleInput, error) {
+			return ec.unmarshalNListScheduleInput2crmsyncᚋgraphᚋmodelᚐListScheduleInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_syncMarketingList_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "listId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["listId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "dryRun",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["dryRun"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_testConnection_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_unsubscribe_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2192,6 +2887,50 @@ func (ec *executionContext) field_Query_ingestStats_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["connectionId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_marketingList_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_marketingLists_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -2305,7 +3044,87 @@ func (ec *executionContext) field_Query_syncEvents_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_syncRun_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_syncRuns_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "listId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["listId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_SubscriberGroup_subscribers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_syncEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "recordId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["recordId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_SyncRun_changes_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
@@ -2400,6 +3219,75 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _ConnectionTest_ok(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionTest) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionTest_ok(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ok, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionTest_ok(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionTest", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ConnectionTest_detail(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionTest) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionTest_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionTest_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionTest", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConnectionTest_latencyMs(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionTest) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionTest_latencyMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LatencyMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionTest_latencyMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionTest", field, false, false, "Int")
+}
 
 func (ec *executionContext) _CrmConnection_id(ctx context.Context, field graphql.CollectedField, obj *store.Connection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -3187,7 +4075,7 @@ func (ec *executionContext) fieldContext_LanguageMapping_values(_ context.Contex
 	return graphql.NewScalarFieldContext("LanguageMapping", field, true, true, "JSON")
 }
 
-func (ec *executionContext) _MarketingList_id(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_id(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3196,7 +4084,7 @@ func (ec *executionContext) _MarketingList_id(ctx context.Context, field graphql
 			return ec.fieldContext_MarketingList_id(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.ID, nil
+			return obj.CRMListID, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
@@ -3210,7 +4098,7 @@ func (ec *executionContext) fieldContext_MarketingList_id(_ context.Context, fie
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "ID")
 }
 
-func (ec *executionContext) _MarketingList_name(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_name(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3233,7 +4121,7 @@ func (ec *executionContext) fieldContext_MarketingList_name(_ context.Context, f
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "String")
 }
 
-func (ec *executionContext) _MarketingList_type(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_type(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3245,8 +4133,8 @@ func (ec *executionContext) _MarketingList_type(ctx context.Context, field graph
 			return obj.Type, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v model.ListType) graphql.Marshaler {
-			return ec.marshalNListType2crmsyncᚋgraphᚋmodelᚐListType(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v store.ListType) graphql.Marshaler {
+			return ec.marshalNListType2crmsyncᚋstoreᚐListType(ctx, selections, v)
 		},
 		true,
 		true,
@@ -3256,7 +4144,7 @@ func (ec *executionContext) fieldContext_MarketingList_type(_ context.Context, f
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "ListType")
 }
 
-func (ec *executionContext) _MarketingList_memberType(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_memberType(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3279,7 +4167,7 @@ func (ec *executionContext) fieldContext_MarketingList_memberType(_ context.Cont
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "RecipientType")
 }
 
-func (ec *executionContext) _MarketingList_syncToEms(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_syncToEms(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3288,7 +4176,7 @@ func (ec *executionContext) _MarketingList_syncToEms(ctx context.Context, field 
 			return ec.fieldContext_MarketingList_syncToEms(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.SyncToEms, nil
+			return obj.SyncToEMS, nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
@@ -3302,7 +4190,7 @@ func (ec *executionContext) fieldContext_MarketingList_syncToEms(_ context.Conte
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "Boolean")
 }
 
-func (ec *executionContext) _MarketingList_interval(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_interval(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3314,8 +4202,8 @@ func (ec *executionContext) _MarketingList_interval(ctx context.Context, field g
 			return obj.Interval, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncInterval) graphql.Marshaler {
-			return ec.marshalOSyncInterval2ᚖcrmsyncᚋgraphᚋmodelᚐSyncInterval(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *store.SyncInterval) graphql.Marshaler {
+			return ec.marshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval(ctx, selections, v)
 		},
 		true,
 		false,
@@ -3325,7 +4213,7 @@ func (ec *executionContext) fieldContext_MarketingList_interval(_ context.Contex
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "SyncInterval")
 }
 
-func (ec *executionContext) _MarketingList_syncAt(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_syncAt(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3348,7 +4236,7 @@ func (ec *executionContext) fieldContext_MarketingList_syncAt(_ context.Context,
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "Time")
 }
 
-func (ec *executionContext) _MarketingList_group(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_group(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3357,7 +4245,7 @@ func (ec *executionContext) _MarketingList_group(ctx context.Context, field grap
 			return ec.fieldContext_MarketingList_group(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Group, nil
+			return ec.Resolvers.MarketingList().Group(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *store.Group) graphql.Marshaler {
@@ -3371,8 +4259,8 @@ func (ec *executionContext) fieldContext_MarketingList_group(_ context.Context, 
 	fc = &graphql.FieldContext{
 		Object:     "MarketingList",
 		Field:      field,
-		IsMethod:   false,
-		IsResolver: false,
+		IsMethod:   true,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_SubscriberGroup(ctx, field)
 		},
@@ -3380,7 +4268,7 @@ func (ec *executionContext) fieldContext_MarketingList_group(_ context.Context, 
 	return fc, nil
 }
 
-func (ec *executionContext) _MarketingList_memberCount(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_memberCount(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3389,7 +4277,7 @@ func (ec *executionContext) _MarketingList_memberCount(ctx context.Context, fiel
 			return ec.fieldContext_MarketingList_memberCount(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.MemberCount, nil
+			return ec.Resolvers.MarketingList().MemberCount(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
@@ -3400,10 +4288,10 @@ func (ec *executionContext) _MarketingList_memberCount(ctx context.Context, fiel
 	)
 }
 func (ec *executionContext) fieldContext_MarketingList_memberCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("MarketingList", field, true, true, "Int")
 }
 
-func (ec *executionContext) _MarketingList_lastSyncedAt(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_lastSyncedAt(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3426,7 +4314,7 @@ func (ec *executionContext) fieldContext_MarketingList_lastSyncedAt(_ context.Co
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "Time")
 }
 
-func (ec *executionContext) _MarketingList_warning(ctx context.Context, field graphql.CollectedField, obj *model.MarketingList) (ret graphql.Marshaler) {
+func (ec *executionContext) _MarketingList_warning(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3447,6 +4335,194 @@ func (ec *executionContext) _MarketingList_warning(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_MarketingList_warning(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "String")
+}
+
+func (ec *executionContext) _MarketingList_nextSyncAt(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarketingList_nextSyncAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextSyncAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MarketingList_nextSyncAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "Time")
+}
+
+func (ec *executionContext) _MarketingList_periodic(ctx context.Context, field graphql.CollectedField, obj *store.MarketingList) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarketingList_periodic(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Periodic, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarketingList_periodic(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarketingList", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _MarketingListConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.MarketingListConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarketingListConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.MarketingListEdge) graphql.Marshaler {
+			return ec.marshalNMarketingListEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐMarketingListEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarketingListConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarketingListConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarketingListEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MarketingListConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.MarketingListConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarketingListConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarketingListConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarketingListConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _MarketingListConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.MarketingListConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarketingListConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarketingListConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarketingListConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _MarketingListEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.MarketingListEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarketingListEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarketingListEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MarketingListEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _MarketingListEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.MarketingListEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MarketingListEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.MarketingList) graphql.Marshaler {
+			return ec.marshalNMarketingList2ᚖcrmsyncᚋstoreᚐMarketingList(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MarketingListEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MarketingListEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarketingList(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Mutation_createConnection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -3505,6 +4581,68 @@ func (ec *executionContext) fieldContext_Mutation_createConnection(ctx context.C
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_createConnection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_testConnection(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_testConnection(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().TestConnection(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.ConnectionTest
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.ConnectionTest
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConnectionTest) graphql.Marshaler {
+			return ec.marshalNConnectionTest2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionTest(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_testConnection(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConnectionTest(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_testConnection_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -3939,6 +5077,130 @@ func (ec *executionContext) fieldContext_Mutation_deleteSubscriberGroup(ctx cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_deleteSubscriberGroup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_syncMarketingList(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_syncMarketingList(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SyncMarketingList(ctx, fc.Args["listId"].(string), fc.Args["dryRun"].(*bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.SyncRun
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.SyncRun
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.SyncRun) graphql.Marshaler {
+			return ec.marshalNSyncRun2ᚖcrmsyncᚋstoreᚐSyncRun(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_syncMarketingList(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRun(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_syncMarketingList_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setListSchedule(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setListSchedule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetListSchedule(ctx, fc.Args["listId"].(string), fc.Args["input"].(model.ListScheduleInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.MarketingList
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.MarketingList
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.MarketingList) graphql.Marshaler {
+			return ec.marshalNMarketingList2ᚖcrmsyncᚋstoreᚐMarketingList(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setListSchedule(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarketingList(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setListSchedule_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4537,6 +5799,254 @@ func (ec *executionContext) fieldContext_Query_ingestStats(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_marketingList(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_marketingList(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().MarketingList(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *store.MarketingList
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.MarketingList
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.MarketingList) graphql.Marshaler {
+			return ec.marshalOMarketingList2ᚖcrmsyncᚋstoreᚐMarketingList(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_marketingList(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarketingList(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_marketingList_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_marketingLists(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_marketingLists(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().MarketingLists(ctx, fc.Args["connectionId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.MarketingListConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.MarketingListConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.MarketingListConnection) graphql.Marshaler {
+			return ec.marshalNMarketingListConnection2ᚖcrmsyncᚋgraphᚋmodelᚐMarketingListConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_marketingLists(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarketingListConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_marketingLists_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_syncRun(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncRun(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SyncRun(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *store.SyncRun
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.SyncRun
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.SyncRun) graphql.Marshaler {
+			return ec.marshalOSyncRun2ᚖcrmsyncᚋstoreᚐSyncRun(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncRun(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRun(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_syncRun_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_syncRuns(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncRuns(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SyncRuns(ctx, fc.Args["listId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.SyncRunConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.SyncRunConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncRunConnection) graphql.Marshaler {
+			return ec.marshalNSyncRunConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSyncRunConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncRuns(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRunConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_syncRuns_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_subscriber(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5093,6 +6603,29 @@ func (ec *executionContext) fieldContext_Subscriber_updatedAt(_ context.Context,
 	return graphql.NewScalarFieldContext("Subscriber", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Subscriber_removedAt(ctx context.Context, field graphql.CollectedField, obj *store.Subscriber) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscriber_removedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RemovedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Subscriber_removedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Subscriber", field, false, false, "Time")
+}
+
 func (ec *executionContext) _SubscriberConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SubscriberConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5348,8 +6881,8 @@ func (ec *executionContext) _SubscriberGroup_linkedLists(ctx context.Context, fi
 			return ec.Resolvers.SubscriberGroup().LinkedLists(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*model.MarketingList) graphql.Marshaler {
-			return ec.marshalNMarketingList2ᚕᚖcrmsyncᚋgraphᚋmodelᚐMarketingListᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*store.MarketingList) graphql.Marshaler {
+			return ec.marshalNMarketingList2ᚕᚖcrmsyncᚋstoreᚐMarketingListᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -5572,6 +7105,279 @@ func (ec *executionContext) fieldContext_SubscriberGroupEdge_node(_ context.Cont
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_SubscriberGroup(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_syncEvents(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_syncEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().SyncEvents(ctx, fc.Args["recordId"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *store.InboxEvent
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.InboxEvent
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.InboxEvent) graphql.Marshaler {
+			return ec.marshalNSyncEvent2ᚖcrmsyncᚋstoreᚐInboxEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_syncEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncEvent(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_syncEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncChange_email(ctx context.Context, field graphql.CollectedField, obj *store.SyncChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChange_email(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Email, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChange_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncChange_action(ctx context.Context, field graphql.CollectedField, obj *store.SyncChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChange_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.ChangeAction) graphql.Marshaler {
+			return ec.marshalNSyncChangeAction2crmsyncᚋstoreᚐChangeAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChange_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncChange", field, false, false, "SyncChangeAction")
+}
+
+func (ec *executionContext) _SyncChange_applied(ctx context.Context, field graphql.CollectedField, obj *store.SyncChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChange_applied(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Applied, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChange_applied(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncChange", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SyncChangeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SyncChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChangeConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SyncChangeEdge) graphql.Marshaler {
+			return ec.marshalNSyncChangeEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncChangeEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChangeConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncChangeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncChangeEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncChangeConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.SyncChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChangeConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChangeConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncChangeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncChangeConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.SyncChangeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChangeConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChangeConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncChangeConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncChangeEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SyncChangeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChangeEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChangeEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncChangeEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncChangeEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.SyncChangeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncChangeEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.SyncChange) graphql.Marshaler {
+			return ec.marshalNSyncChange2ᚖcrmsyncᚋstoreᚐSyncChange(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncChangeEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncChangeEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncChange(ctx, field)
 		},
 	}
 	return fc, nil
@@ -5898,6 +7704,477 @@ func (ec *executionContext) fieldContext_SyncEventEdge_node(_ context.Context, f
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_SyncEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncRun_id(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SyncRun_dryRun(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_dryRun(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DryRun, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_dryRun(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SyncRun_added(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_added(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Added, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_added(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncRun_removed(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_removed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Removed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_removed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncRun_updated(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_updated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Updated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_updated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncRun_status(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncRun().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SyncStatus) graphql.Marshaler {
+			return ec.marshalNSyncStatus2crmsyncᚋgraphᚋmodelᚐSyncStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, true, true, "SyncStatus")
+}
+
+func (ec *executionContext) _SyncRun_startedAt(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncRun_finishedAt(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_finishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinishedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_finishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncRun_error(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRun_changes(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_changes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.SyncRun().Changes(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncChangeConnection) graphql.Marshaler {
+			return ec.marshalNSyncChangeConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSyncChangeConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_changes(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncRun",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncChangeConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_SyncRun_changes_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncRun_trigger(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_trigger(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Trigger, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_trigger(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRun_list(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_list(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SyncRun().List(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.MarketingList) graphql.Marshaler {
+			return ec.marshalOMarketingList2ᚖcrmsyncᚋstoreᚐMarketingList(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_list(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncRun",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MarketingList(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncRun_attempts(ctx context.Context, field graphql.CollectedField, obj *store.SyncRun) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRun_attempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRun_attempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRun", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncRunConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SyncRunConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRunConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SyncRunEdge) graphql.Marshaler {
+			return ec.marshalNSyncRunEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncRunEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRunConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncRunConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRunEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncRunConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.SyncRunConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRunConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRunConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncRunConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncRunConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.SyncRunConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRunConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRunConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRunConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncRunEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SyncRunEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRunEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRunEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncRunEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SyncRunEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.SyncRunEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncRunEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.SyncRun) graphql.Marshaler {
+			return ec.marshalNSyncRun2ᚖcrmsyncᚋstoreᚐSyncRun(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncRunEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncRunEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncRun(ctx, field)
 		},
 	}
 	return fc, nil
@@ -7544,6 +9821,62 @@ func UnmarshalLanguageMappingInput(ctx context.Context, raw any) (model.Language
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputListScheduleInput(ctx context.Context, obj any) (model.ListScheduleInput, error) {
+	var it model.ListScheduleInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"periodic", "interval", "syncAt"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "periodic":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("periodic"))
+			data, err := ec.unmarshalNBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Periodic = data
+		case "interval":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("interval"))
+			data, err := ec.unmarshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Interval = data
+		case "syncAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("syncAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SyncAt = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalListScheduleInput unmarshals raw into the ListScheduleInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalListScheduleInput(ctx context.Context, raw any) (model.ListScheduleInput, error) {
+	var out model.ListScheduleInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ListScheduleInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSubscriberInput(ctx context.Context, obj any) (model.SubscriberInput, error) {
 	var it model.SubscriberInput
 	if obj == nil {
@@ -7768,6 +10101,49 @@ func UnmarshalWebhookAuthInput(ctx context.Context, raw any) (model.WebhookAuthI
 // endregion ************************** interface.gotpl ***************************
 
 // region    **************************** object.gotpl ****************************
+
+var connectionTestImplementors = []string{"ConnectionTest"}
+
+func (ec *executionContext) _ConnectionTest(ctx context.Context, sel ast.SelectionSet, obj *model.ConnectionTest) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, connectionTestImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConnectionTest")
+		case "ok":
+			out.Values[i] = ec._ConnectionTest_ok(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "detail":
+			out.Values[i] = ec._ConnectionTest_detail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "latencyMs":
+			out.Values[i] = ec._ConnectionTest_latencyMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
 
 var crmConnectionImplementors = []string{"CrmConnection"}
 
@@ -8083,7 +10459,7 @@ func (ec *executionContext) _LanguageMapping(ctx context.Context, sel ast.Select
 
 var marketingListImplementors = []string{"MarketingList"}
 
-func (ec *executionContext) _MarketingList(ctx context.Context, sel ast.SelectionSet, obj *model.MarketingList) graphql.Marshaler {
+func (ec *executionContext) _MarketingList(ctx context.Context, sel ast.SelectionSet, obj *store.MarketingList) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, marketingListImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -8095,56 +10471,149 @@ func (ec *executionContext) _MarketingList(ctx context.Context, sel ast.Selectio
 		case "id":
 			out.Values[i] = ec._MarketingList_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "name":
 			out.Values[i] = ec._MarketingList_name(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "type":
 			out.Values[i] = ec._MarketingList_type(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "memberType":
 			out.Values[i] = ec._MarketingList_memberType(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "syncToEms":
 			out.Values[i] = ec._MarketingList_syncToEms(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "interval":
 			out.Values[i] = ec._MarketingList_interval(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "syncAt":
 			out.Values[i] = ec._MarketingList_syncAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "group":
-			out.Values[i] = ec._MarketingList_group(ctx, field, obj)
-			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MarketingList_group(ctx, field, obj)
+				})
 		case "memberCount":
-			out.Values[i] = ec._MarketingList_memberCount(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				out.Invalids++
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MarketingList_memberCount(ctx, field, obj)
+				})
 		case "lastSyncedAt":
 			out.Values[i] = ec._MarketingList_lastSyncedAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "warning":
 			out.Values[i] = ec._MarketingList_warning(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "nextSyncAt":
+			out.Values[i] = ec._MarketingList_nextSyncAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "periodic":
+			out.Values[i] = ec._MarketingList_periodic(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var marketingListConnectionImplementors = []string{"MarketingListConnection"}
+
+func (ec *executionContext) _MarketingListConnection(ctx context.Context, sel ast.SelectionSet, obj *model.MarketingListConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, marketingListConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MarketingListConnection")
+		case "edges":
+			out.Values[i] = ec._MarketingListConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._MarketingListConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._MarketingListConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var marketingListEdgeImplementors = []string{"MarketingListEdge"}
+
+func (ec *executionContext) _MarketingListEdge(ctx context.Context, sel ast.SelectionSet, obj *model.MarketingListEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, marketingListEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MarketingListEdge")
+		case "cursor":
+			out.Values[i] = ec._MarketingListEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._MarketingListEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -8186,6 +10655,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "createConnection":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createConnection(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "testConnection":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_testConnection(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -8235,6 +10711,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "deleteSubscriberGroup":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteSubscriberGroup(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "syncMarketingList":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_syncMarketingList(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setListSchedule":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setListSchedule(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -8370,6 +10860,30 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_ingestStats(ctx, field)
+				})
+		case "marketingList":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_marketingList(ctx, field)
+				})
+		case "marketingLists":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_marketingLists(ctx, field)
+				})
+		case "syncRun":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncRun(ctx, field)
+				})
+		case "syncRuns":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncRuns(ctx, field)
 				})
 		case "subscriber":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -8518,6 +11032,11 @@ func (ec *executionContext) _Subscriber(ctx context.Context, sel ast.SelectionSe
 		case "updatedAt":
 			out.Values[i] = ec._Subscriber_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "removedAt":
+			out.Values[i] = ec._Subscriber_removedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
@@ -8766,6 +11285,150 @@ func (ec *executionContext) _SubscriberGroupEdge(ctx context.Context, sel ast.Se
 	return out
 }
 
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "syncEvents":
+		return ec._Subscription_syncEvents(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
+}
+
+var syncChangeImplementors = []string{"SyncChange"}
+
+func (ec *executionContext) _SyncChange(ctx context.Context, sel ast.SelectionSet, obj *store.SyncChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncChange")
+		case "email":
+			out.Values[i] = ec._SyncChange_email(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "action":
+			out.Values[i] = ec._SyncChange_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applied":
+			out.Values[i] = ec._SyncChange_applied(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncChangeConnectionImplementors = []string{"SyncChangeConnection"}
+
+func (ec *executionContext) _SyncChangeConnection(ctx context.Context, sel ast.SelectionSet, obj *model.SyncChangeConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncChangeConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncChangeConnection")
+		case "edges":
+			out.Values[i] = ec._SyncChangeConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SyncChangeConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SyncChangeConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncChangeEdgeImplementors = []string{"SyncChangeEdge"}
+
+func (ec *executionContext) _SyncChangeEdge(ctx context.Context, sel ast.SelectionSet, obj *model.SyncChangeEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncChangeEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncChangeEdge")
+		case "cursor":
+			out.Values[i] = ec._SyncChangeEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SyncChangeEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var syncEventImplementors = []string{"SyncEvent"}
 
 func (ec *executionContext) _SyncEvent(ctx context.Context, sel ast.SelectionSet, obj *store.InboxEvent) graphql.Marshaler {
@@ -8899,6 +11562,183 @@ func (ec *executionContext) _SyncEventEdge(ctx context.Context, sel ast.Selectio
 			}
 		case "node":
 			out.Values[i] = ec._SyncEventEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncRunImplementors = []string{"SyncRun"}
+
+func (ec *executionContext) _SyncRun(ctx context.Context, sel ast.SelectionSet, obj *store.SyncRun) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncRunImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncRun")
+		case "id":
+			out.Values[i] = ec._SyncRun_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dryRun":
+			out.Values[i] = ec._SyncRun_dryRun(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "added":
+			out.Values[i] = ec._SyncRun_added(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "removed":
+			out.Values[i] = ec._SyncRun_removed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updated":
+			out.Values[i] = ec._SyncRun_updated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncRun_status(ctx, field, obj)
+				})
+		case "startedAt":
+			out.Values[i] = ec._SyncRun_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "finishedAt":
+			out.Values[i] = ec._SyncRun_finishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "error":
+			out.Values[i] = ec._SyncRun_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "changes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncRun_changes(ctx, field, obj)
+				})
+		case "trigger":
+			out.Values[i] = ec._SyncRun_trigger(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "list":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SyncRun_list(ctx, field, obj)
+				})
+		case "attempts":
+			out.Values[i] = ec._SyncRun_attempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncRunConnectionImplementors = []string{"SyncRunConnection"}
+
+func (ec *executionContext) _SyncRunConnection(ctx context.Context, sel ast.SelectionSet, obj *model.SyncRunConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncRunConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncRunConnection")
+		case "edges":
+			out.Values[i] = ec._SyncRunConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SyncRunConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SyncRunConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncRunEdgeImplementors = []string{"SyncRunEdge"}
+
+func (ec *executionContext) _SyncRunEdge(ctx context.Context, sel ast.SelectionSet, obj *model.SyncRunEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncRunEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncRunEdge")
+		case "cursor":
+			out.Values[i] = ec._SyncRunEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SyncRunEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -9401,6 +12241,14 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNConnectionTest2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionTest(ctx context.Context, sel ast.SelectionSet, v *model.ConnectionTest) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConnectionTest!")
+		return graphql.Null
+	}
+	return ec._ConnectionTest(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCreateConnectionInput2crmsyncᚋgraphᚋmodelᚐCreateConnectionInput(ctx context.Context, v any) (model.CreateConnectionInput, error) {
 	res, err := ec.unmarshalInputCreateConnectionInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -9621,15 +12469,36 @@ func (ec *executionContext) unmarshalNLanguageMappingInput2crmsyncᚋgraphᚋmod
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) unmarshalNListType2crmsyncᚋgraphᚋmodelᚐListType(ctx context.Context, v any) (model.ListType, error) {
-	var res model.ListType
-	err := res.UnmarshalGQL(v)
+func (ec *executionContext) unmarshalNListScheduleInput2crmsyncᚋgraphᚋmodelᚐListScheduleInput(ctx context.Context, v any) (model.ListScheduleInput, error) {
+	res, err := ec.unmarshalInputListScheduleInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalNListType2crmsyncᚋgraphᚋmodelᚐListType(ctx context.Context, sel ast.SelectionSet, v model.ListType) graphql.Marshaler {
-	return v
+func (ec *executionContext) unmarshalNListType2crmsyncᚋstoreᚐListType(ctx context.Context, v any) (store.ListType, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNListType2crmsyncᚋstoreᚐListType[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
 }
+
+func (ec *executionContext) marshalNListType2crmsyncᚋstoreᚐListType(ctx context.Context, sel ast.SelectionSet, v store.ListType) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNListType2crmsyncᚋstoreᚐListType[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ListType!")
+	}
+	return res
+}
+
+var (
+	unmarshalNListType2crmsyncᚋstoreᚐListType = map[string]store.ListType{
+		"STATIC":  store.ListStatic,
+		"DYNAMIC": store.ListDynamic,
+	}
+	marshalNListType2crmsyncᚋstoreᚐListType = map[store.ListType]string{
+		store.ListStatic:  "STATIC",
+		store.ListDynamic: "DYNAMIC",
+	}
+)
 
 func (ec *executionContext) unmarshalNMappingKind2crmsyncᚋstoreᚐMappingKind(ctx context.Context, v any) (store.MappingKind, error) {
 	tmp, err := graphql.UnmarshalString(v)
@@ -9659,11 +12528,11 @@ var (
 	}
 )
 
-func (ec *executionContext) marshalNMarketingList2ᚕᚖcrmsyncᚋgraphᚋmodelᚐMarketingListᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MarketingList) graphql.Marshaler {
+func (ec *executionContext) marshalNMarketingList2ᚕᚖcrmsyncᚋstoreᚐMarketingListᚄ(ctx context.Context, sel ast.SelectionSet, v []*store.MarketingList) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNMarketingList2ᚖcrmsyncᚋgraphᚋmodelᚐMarketingList(ctx, sel, v[i])
+		return ec.marshalNMarketingList2ᚖcrmsyncᚋstoreᚐMarketingList(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -9675,12 +12544,44 @@ func (ec *executionContext) marshalNMarketingList2ᚕᚖcrmsyncᚋgraphᚋmodel�
 	return ret
 }
 
-func (ec *executionContext) marshalNMarketingList2ᚖcrmsyncᚋgraphᚋmodelᚐMarketingList(ctx context.Context, sel ast.SelectionSet, v *model.MarketingList) graphql.Marshaler {
+func (ec *executionContext) marshalNMarketingList2ᚖcrmsyncᚋstoreᚐMarketingList(ctx context.Context, sel ast.SelectionSet, v *store.MarketingList) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "MarketingList!")
 		return graphql.Null
 	}
 	return ec._MarketingList(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMarketingListConnection2ᚖcrmsyncᚋgraphᚋmodelᚐMarketingListConnection(ctx context.Context, sel ast.SelectionSet, v *model.MarketingListConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MarketingListConnection!")
+		return graphql.Null
+	}
+	return ec._MarketingListConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNMarketingListEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐMarketingListEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.MarketingListEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMarketingListEdge2ᚖcrmsyncᚋgraphᚋmodelᚐMarketingListEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMarketingListEdge2ᚖcrmsyncᚋgraphᚋmodelᚐMarketingListEdge(ctx context.Context, sel ast.SelectionSet, v *model.MarketingListEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MarketingListEdge!")
+		return graphql.Null
+	}
+	return ec._MarketingListEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
@@ -9917,6 +12818,74 @@ var (
 	}
 )
 
+func (ec *executionContext) marshalNSyncChange2ᚖcrmsyncᚋstoreᚐSyncChange(ctx context.Context, sel ast.SelectionSet, v *store.SyncChange) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncChange!")
+		return graphql.Null
+	}
+	return ec._SyncChange(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSyncChangeAction2crmsyncᚋstoreᚐChangeAction(ctx context.Context, v any) (store.ChangeAction, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNSyncChangeAction2crmsyncᚋstoreᚐChangeAction[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSyncChangeAction2crmsyncᚋstoreᚐChangeAction(ctx context.Context, sel ast.SelectionSet, v store.ChangeAction) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNSyncChangeAction2crmsyncᚋstoreᚐChangeAction[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "SyncChangeAction!")
+	}
+	return res
+}
+
+var (
+	unmarshalNSyncChangeAction2crmsyncᚋstoreᚐChangeAction = map[string]store.ChangeAction{
+		"ADD":    store.ChangeAdd,
+		"REMOVE": store.ChangeRemove,
+		"UPDATE": store.ChangeUpdate,
+	}
+	marshalNSyncChangeAction2crmsyncᚋstoreᚐChangeAction = map[store.ChangeAction]string{
+		store.ChangeAdd:    "ADD",
+		store.ChangeRemove: "REMOVE",
+		store.ChangeUpdate: "UPDATE",
+	}
+)
+
+func (ec *executionContext) marshalNSyncChangeConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSyncChangeConnection(ctx context.Context, sel ast.SelectionSet, v *model.SyncChangeConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncChangeConnection!")
+		return graphql.Null
+	}
+	return ec._SyncChangeConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncChangeEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncChangeEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SyncChangeEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSyncChangeEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSyncChangeEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSyncChangeEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSyncChangeEdge(ctx context.Context, sel ast.SelectionSet, v *model.SyncChangeEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncChangeEdge!")
+		return graphql.Null
+	}
+	return ec._SyncChangeEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNSyncDirection2crmsyncᚋgraphᚋmodelᚐSyncDirection(ctx context.Context, v any) (model.SyncDirection, error) {
 	var res model.SyncDirection
 	err := res.UnmarshalGQL(v)
@@ -9965,6 +12934,46 @@ func (ec *executionContext) marshalNSyncEventEdge2ᚖcrmsyncᚋgraphᚋmodelᚐS
 		return graphql.Null
 	}
 	return ec._SyncEventEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncRun2ᚖcrmsyncᚋstoreᚐSyncRun(ctx context.Context, sel ast.SelectionSet, v *store.SyncRun) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncRun!")
+		return graphql.Null
+	}
+	return ec._SyncRun(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncRunConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSyncRunConnection(ctx context.Context, sel ast.SelectionSet, v *model.SyncRunConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncRunConnection!")
+		return graphql.Null
+	}
+	return ec._SyncRunConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncRunEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncRunEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SyncRunEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSyncRunEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSyncRunEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSyncRunEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSyncRunEdge(ctx context.Context, sel ast.SelectionSet, v *model.SyncRunEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncRunEdge!")
+		return graphql.Null
+	}
+	return ec._SyncRunEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNSyncStatus2crmsyncᚋgraphᚋmodelᚐSyncStatus(ctx context.Context, v any) (model.SyncStatus, error) {
@@ -10307,6 +13316,13 @@ func (ec *executionContext) marshalOJSON2map(ctx context.Context, sel ast.Select
 	return res
 }
 
+func (ec *executionContext) marshalOMarketingList2ᚖcrmsyncᚋstoreᚐMarketingList(ctx context.Context, sel ast.SelectionSet, v *store.MarketingList) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._MarketingList(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType(ctx context.Context, v any) (*store.RecipientType, error) {
 	if v == nil {
 		return nil, nil
@@ -10401,20 +13417,45 @@ var (
 	}
 )
 
-func (ec *executionContext) unmarshalOSyncInterval2ᚖcrmsyncᚋgraphᚋmodelᚐSyncInterval(ctx context.Context, v any) (*model.SyncInterval, error) {
+func (ec *executionContext) unmarshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval(ctx context.Context, v any) (*store.SyncInterval, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var res = new(model.SyncInterval)
-	err := res.UnmarshalGQL(v)
-	return res, graphql.ErrorOnPath(ctx, err)
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
-func (ec *executionContext) marshalOSyncInterval2ᚖcrmsyncᚋgraphᚋmodelᚐSyncInterval(ctx context.Context, sel ast.SelectionSet, v *model.SyncInterval) graphql.Marshaler {
+func (ec *executionContext) marshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval(ctx context.Context, sel ast.SelectionSet, v *store.SyncInterval) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
-	return v
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval[*v])
+	return res
+}
+
+var (
+	unmarshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval = map[string]store.SyncInterval{
+		"HOURLY":        store.IntervalHourly,
+		"DAILY":         store.IntervalDaily,
+		"WEEKLY":        store.IntervalWeekly,
+		"POINT_IN_TIME": store.IntervalPointInTime,
+	}
+	marshalOSyncInterval2ᚖcrmsyncᚋstoreᚐSyncInterval = map[store.SyncInterval]string{
+		store.IntervalHourly:      "HOURLY",
+		store.IntervalDaily:       "DAILY",
+		store.IntervalWeekly:      "WEEKLY",
+		store.IntervalPointInTime: "POINT_IN_TIME",
+	}
+)
+
+func (ec *executionContext) marshalOSyncRun2ᚖcrmsyncᚋstoreᚐSyncRun(ctx context.Context, sel ast.SelectionSet, v *store.SyncRun) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SyncRun(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOSyncStatus2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStatus(ctx context.Context, v any) (*model.SyncStatus, error) {

@@ -11,6 +11,13 @@ import (
 	"time"
 )
 
+// The outcome of testConnection: whether crmsync reached the CRM's Web API with the connection's credentials, and what it found.
+type ConnectionTest struct {
+	Ok        bool   `json:"ok"`
+	Detail    string `json:"detail"`
+	LatencyMs int    `json:"latencyMs"`
+}
+
 type CreateConnectionInput struct {
 	Name              string              `json:"name"`
 	OrganizationURL   string              `json:"organizationUrl"`
@@ -52,18 +59,21 @@ type LanguageMappingInput struct {
 	Values map[string]any `json:"values"`
 }
 
-type MarketingList struct {
-	ID           string              `json:"id"`
-	Name         string              `json:"name"`
-	Type         ListType            `json:"type"`
-	MemberType   store.RecipientType `json:"memberType"`
-	SyncToEms    bool                `json:"syncToEms"`
-	Interval     *SyncInterval       `json:"interval,omitempty"`
-	SyncAt       *time.Time          `json:"syncAt,omitempty"`
-	Group        *store.Group        `json:"group,omitempty"`
-	MemberCount  int                 `json:"memberCount"`
-	LastSyncedAt *time.Time          `json:"lastSyncedAt,omitempty"`
-	Warning      *string             `json:"warning,omitempty"`
+type ListScheduleInput struct {
+	Periodic bool                `json:"periodic"`
+	Interval *store.SyncInterval `json:"interval,omitempty"`
+	SyncAt   *time.Time          `json:"syncAt,omitempty"`
+}
+
+type MarketingListConnection struct {
+	Edges      []*MarketingListEdge `json:"edges"`
+	PageInfo   *PageInfo            `json:"pageInfo"`
+	TotalCount int                  `json:"totalCount"`
+}
+
+type MarketingListEdge struct {
+	Cursor string               `json:"cursor"`
+	Node   *store.MarketingList `json:"node"`
 }
 
 type Mutation struct {
@@ -106,6 +116,20 @@ type SubscriberInput struct {
 	SubscriptionState *store.SubscriptionState `json:"subscriptionState,omitempty"`
 }
 
+type Subscription struct {
+}
+
+type SyncChangeConnection struct {
+	Edges      []*SyncChangeEdge `json:"edges"`
+	PageInfo   *PageInfo         `json:"pageInfo"`
+	TotalCount int               `json:"totalCount"`
+}
+
+type SyncChangeEdge struct {
+	Cursor string            `json:"cursor"`
+	Node   *store.SyncChange `json:"node"`
+}
+
 type SyncEventConnection struct {
 	Edges      []*SyncEventEdge `json:"edges"`
 	PageInfo   *PageInfo        `json:"pageInfo"`
@@ -115,6 +139,17 @@ type SyncEventConnection struct {
 type SyncEventEdge struct {
 	Cursor string            `json:"cursor"`
 	Node   *store.InboxEvent `json:"node"`
+}
+
+type SyncRunConnection struct {
+	Edges      []*SyncRunEdge `json:"edges"`
+	PageInfo   *PageInfo      `json:"pageInfo"`
+	TotalCount int            `json:"totalCount"`
+}
+
+type SyncRunEdge struct {
+	Cursor string         `json:"cursor"`
+	Node   *store.SyncRun `json:"node"`
 }
 
 type UpdateConnectionInput struct {
@@ -135,61 +170,6 @@ type WebhookAuthInput struct {
 	Mode  store.WebhookAuthMode `json:"mode"`
 	Name  *string               `json:"name,omitempty"`
 	Value string                `json:"value"`
-}
-
-type ListType string
-
-const (
-	ListTypeStatic  ListType = "STATIC"
-	ListTypeDynamic ListType = "DYNAMIC"
-)
-
-var AllListType = []ListType{
-	ListTypeStatic,
-	ListTypeDynamic,
-}
-
-func (e ListType) IsValid() bool {
-	switch e {
-	case ListTypeStatic, ListTypeDynamic:
-		return true
-	}
-	return false
-}
-
-func (e ListType) String() string {
-	return string(e)
-}
-
-func (e *ListType) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = ListType(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid ListType", str)
-	}
-	return nil
-}
-
-func (e ListType) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *ListType) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e ListType) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
 }
 
 // Roles are cumulative: an editor can do all a viewer can, an admin all an editor can.
@@ -300,65 +280,6 @@ func (e *SyncDirection) UnmarshalJSON(b []byte) error {
 }
 
 func (e SyncDirection) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	e.MarshalGQL(&buf)
-	return buf.Bytes(), nil
-}
-
-type SyncInterval string
-
-const (
-	SyncIntervalHourly      SyncInterval = "HOURLY"
-	SyncIntervalDaily       SyncInterval = "DAILY"
-	SyncIntervalWeekly      SyncInterval = "WEEKLY"
-	SyncIntervalPointInTime SyncInterval = "POINT_IN_TIME"
-)
-
-var AllSyncInterval = []SyncInterval{
-	SyncIntervalHourly,
-	SyncIntervalDaily,
-	SyncIntervalWeekly,
-	SyncIntervalPointInTime,
-}
-
-func (e SyncInterval) IsValid() bool {
-	switch e {
-	case SyncIntervalHourly, SyncIntervalDaily, SyncIntervalWeekly, SyncIntervalPointInTime:
-		return true
-	}
-	return false
-}
-
-func (e SyncInterval) String() string {
-	return string(e)
-}
-
-func (e *SyncInterval) UnmarshalGQL(v any) error {
-	str, ok := v.(string)
-	if !ok {
-		return fmt.Errorf("enums must be strings")
-	}
-
-	*e = SyncInterval(str)
-	if !e.IsValid() {
-		return fmt.Errorf("%s is not a valid SyncInterval", str)
-	}
-	return nil
-}
-
-func (e SyncInterval) MarshalGQL(w io.Writer) {
-	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
-}
-
-func (e *SyncInterval) UnmarshalJSON(b []byte) error {
-	s, err := strconv.Unquote(string(b))
-	if err != nil {
-		return err
-	}
-	return e.UnmarshalGQL(s)
-}
-
-func (e SyncInterval) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

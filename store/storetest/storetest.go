@@ -56,10 +56,14 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// Open returns a store on a database used by this test alone, dropped when it ends.
-func Open(tb testing.TB) *store.Store {
+// Open returns a store on a database used by this test alone, dropped when it ends;
+// opts adjust its configuration (a clock, a monitor).
+func Open(tb testing.TB, opts ...func(*store.Config)) *store.Store {
 	tb.Helper()
 	cfg := Config(tb)
+	for _, o := range opts {
+		o(&cfg)
+	}
 	s, err := store.Open(context.Background(), cfg)
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
