@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -219,9 +220,13 @@ func (s *Sweeper) SweepConnection(ctx context.Context, conn *store.Connection) (
 	if err != nil {
 		return res, fmt.Errorf("sweep connection %s: %w", conn.ID, err)
 	}
+	me, err := client.WhoAmI(ctx)
+	if err != nil {
+		return res, fmt.Errorf("sweep connection %s: %w", conn.ID, err)
+	}
 	var errs []error
 	for _, table := range sweptTables {
-		if err := s.sweepTable(ctx, client, conn, table, &res); err != nil {
+		if err := s.sweepTable(ctx, client, conn, strings.ToLower(me.UserID), table, &res); err != nil {
 			errs = append(errs, fmt.Errorf("sweep %s of connection %s: %w", table, conn.ID, err))
 		}
 	}
@@ -229,9 +234,9 @@ func (s *Sweeper) SweepConnection(ctx context.Context, conn *store.Connection) (
 }
 
 // sweepTable reads one table's changes, queues them and keeps the new delta link.
-func (s *Sweeper) sweepTable(ctx context.Context, client *dataverse.Client, conn *store.Connection, table string, res *SweepResult) error {
+func (s *Sweeper) sweepTable(ctx context.Context, client *dataverse.Client, conn *store.Connection, me, table string, res *SweepResult) error {
 	started := s.cfg.Now().UTC()
-	cols := readColumns(conn, table)
+	cols := slices.Concat(readColumns(conn, table), authorColumns)
 	pos := &store.DeltaLink{ConnectionID: conn.ID, Table: table, Columns: strings.Join(cols, ",")}
 	since := conn.CreatedAt
 	prev, err := s.cfg.Store.DeltaLink(ctx, conn.ID, table)
@@ -245,10 +250,10 @@ func (s *Sweeper) sweepTable(ctx context.Context, client *dataverse.Client, conn
 		return err
 	}
 	since = since.Add(-sweepOverlap)
-	next, err := s.readChanges(ctx, client, conn, table, pos.Link, cols, since, res)
+	next, err := s.readChanges(ctx, client, conn, me, table, pos.Link, cols, since, res)
 	if errors.Is(err, dataverse.ErrDeltaExpired) {
 		s.cfg.Logger.InfoContext(ctx, "sweep's delta link expired; reading the whole table", slog.String("connection", conn.ID), slog.String("table", table))
-		next, err = s.readChanges(ctx, client, conn, table, "", cols, since, res)
+		next, err = s.readChanges(ctx, client, conn, me, table, "", cols, since, res)
 	}
 	if err != nil {
 		return err
@@ -257,10 +262,24 @@ func (s *Sweeper) sweepTable(ctx context.Context, client *dataverse.Client, conn
 	return s.cfg.Store.SaveDeltaLink(ctx, pos)
 }
 
+// authorColumns tell who created and last changed a row, and when.
+var authorColumns = []string{"createdon", "_createdby_value", "_modifiedby_value"}
+
+// ownUntouched reports whether crmsync (the user me) created the row and nobody
+// changed it since: its state is what crmsync wrote from the eMS, so applying it
+// back would change nothing — an import's records need not travel back.
+func ownUntouched(row dataverse.Row, me string) bool {
+	created, _ := row.Time("createdon")
+	modified, _ := row.Time("modifiedon")
+	by, _ := row.String("_createdby_value")
+	last, _ := row.String("_modifiedby_value")
+	return me != "" && strings.EqualFold(by, me) && strings.EqualFold(last, me) && !created.IsZero() && created.Equal(modified)
+}
+
 // readChanges reads one change-tracking answer and queues its changes; a full read
-// (no link) queues only rows changed since the given time. It returns the next
-// delta link.
-func (s *Sweeper) readChanges(ctx context.Context, client *dataverse.Client, conn *store.Connection, table, link string, cols []string, since time.Time, res *SweepResult) (string, error) {
+// (no link) queues only rows changed since the given time, and no row crmsync
+// created that is untouched since. It returns the next delta link.
+func (s *Sweeper) readChanges(ctx context.Context, client *dataverse.Client, conn *store.Connection, me, table, link string, cols []string, since time.Time, res *SweepResult) (string, error) {
 	pk := table + "id"
 	d := client.Changes(ctx, tableSet(table), link, cols)
 	var batch []*store.InboxEvent
@@ -269,6 +288,9 @@ func (s *Sweeper) readChanges(ctx context.Context, client *dataverse.Client, con
 		if row != nil {
 			id, _ = row.String(pk)
 			if t, ok := row.Time("modifiedon"); link == "" && ok && t.Before(since) {
+				continue
+			}
+			if ownUntouched(row, me) {
 				continue
 			}
 		} else if table == subscriptionTable {

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"crmsync/dataverse"
+	"crmsync/dataverse/emulator"
 	"crmsync/queue"
 	"crmsync/queue/queuetest"
 )
@@ -41,5 +43,46 @@ func TestSweepRunsOncePerIntervalAcrossTheFleet(t *testing.T) {
 		if !d.SweptAt.Equal(first) || d.Link == "" {
 			t.Errorf("%s: swept at %s with link %q, want only the first sweep (%s)", table, d.SweptAt, d.Link, first)
 		}
+	}
+}
+
+// TestSweepSkipsWhatCrmsyncCreatedUntouched: a record crmsync created and nobody
+// changed since holds what the eMS sent, so the sweep does not queue it; one a
+// person changed after crmsync created it, and one a person created, it does.
+func TestSweepSkipsWhatCrmsyncCreatedUntouched(t *testing.T) {
+	t.Parallel()
+	r, dv := newCRMRules(t)
+	ctx := context.Background()
+	login := func(id, secret string) *dataverse.Client {
+		c, err := dataverse.NewClient(dataverse.Config{OrganizationURL: dv.URL(), TokenURL: dv.URL() + "/t/oauth2/v2.0/token", ClientID: id, ClientSecret: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	app, person := login(emulator.DefaultClientID, emulator.DefaultClientSecret), login(emulator.DefaultUserClientID, emulator.DefaultUserClientSecret)
+	create := func(c *dataverse.Client, email string) string {
+		id, err := c.Create(ctx, "contacts", map[string]any{"lastname": "X", "emailaddress1": email})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	create(app, "own@example.de")
+	touched := create(app, "touched@example.de")
+	if err := person.Update(ctx, "contacts", touched, map[string]any{"lastname": "Changed"}); err != nil {
+		t.Fatal(err)
+	}
+	create(person, "person@example.de")
+
+	rdb, keys := queuetest.Open(t)
+	s, err := NewSweeper(SweepConfig{Store: r.st, Publisher: queue.NewEventStream(rdb.Client, keys, queue.DefaultPartitions),
+		Leases: queue.NewJobs(rdb.Client, keys, time.Hour), CRM: &CRMClients{Secret: r.st.CRMClientSecret}, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.SweepConnection(ctx, r.conn)
+	if err != nil || res.Read != 2 || res.Queued != 2 {
+		t.Errorf("sweep = %+v, %v; want the two rows a person touched", res, err)
 	}
 }
