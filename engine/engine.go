@@ -84,6 +84,7 @@ func (c *Config) setDefaults() error {
 		addRecipientSteps(c.Registry, c.Store, api, c.Now)
 		registerListSteps(c.Registry, &Lists{Store: c.Store, API: api, Now: c.Now})
 		c.Registry.Handle(StepKey{Message: MessageGroupRenamed, Entity: EntityGroup, Stage: dataverse.StagePostOperation}, groupRenamed(c.Store, api))
+		c.Registry.Handle(StepKey{Message: MessageSubscriberDeleted, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation}, subscriberDeleted(c.Store, api))
 		if c.CRM != nil {
 			c.Registry.Handle(StepKey{Message: MessageSubscriberChanged, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation},
 				subscriberToCRM(c.Store, c.CRM, c.Now))

@@ -135,10 +135,12 @@ func groupList(ctx context.Context, client *dataverse.Client, ls groupListStore,
 	return ls.AddGroupList(ctx, g, id, mt)
 }
 
-// Message and entity of a group renamed in the eMS, as the step registry sees them.
+// Messages of eMS-side changes of groups and subscribers, as the step registry sees
+// them.
 const (
-	MessageGroupRenamed = "GroupRenamed"
-	EntityGroup         = "subscribergroup"
+	MessageGroupRenamed      = "GroupRenamed"
+	EntityGroup              = "subscribergroup"
+	MessageSubscriberDeleted = "SubscriberDeleted"
 )
 
 // GroupRenamed queues the renaming of the CRM lists crmsync created for a group,
@@ -179,5 +181,33 @@ func groupRenamed(st *store.Store, api webAPI) StepFunc {
 			}
 		}
 		return nil
+	}
+}
+
+// SubscriberDeleted queues the end of a deleted subscriber's CRM list memberships.
+func (o *Outbox) SubscriberDeleted(ctx context.Context, tenant, groupID, subscriberID string) error {
+	return o.queue(ctx, tenant, groupID, MessageSubscriberDeleted, EntitySubscriber, []string{subscriberID})
+}
+
+// subscriberDeleted removes a deleted subscriber's records from the CRM lists it
+// was a member of through the group (RemoveMember; one no longer there is fine),
+// then forgets the memberships. The records themselves stay in the CRM.
+func subscriberDeleted(st *store.Store, api webAPI) StepFunc {
+	return func(ctx context.Context, ev *Event) error {
+		tenant, id := ev.Connection.Tenant, ev.Context.PrimaryEntityID
+		ms, err := st.SubscriberMemberships(ctx, tenant, id)
+		if err != nil || len(ms) == 0 {
+			return err
+		}
+		client, err := clientFor(api, ev.Connection)
+		if err != nil {
+			return Permanent(err)
+		}
+		for _, m := range ms {
+			if err := client.RemoveListMember(ctx, m.CRMListID, m.RecordID); err != nil && !errors.Is(err, dataverse.ErrNotFound) {
+				return crmError(err)
+			}
+		}
+		return st.DropSubscriberMemberships(ctx, tenant, id)
 	}
 }

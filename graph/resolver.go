@@ -19,11 +19,13 @@ type Publisher interface {
 	Publish(ctx context.Context, entries ...queue.Entry) error
 }
 
-// SubscriberChanges takes eMS-side changes to the CRM: of subscribers, and of the
-// names of groups (which name their CRM lists).
+// SubscriberChanges takes eMS-side changes to the CRM: of subscribers (changed, or
+// deleted, which ends their CRM list memberships), and of the names of groups
+// (which name their CRM lists).
 type SubscriberChanges interface {
 	SubscribersChanged(ctx context.Context, tenant, groupID string, ids []string) error
 	GroupRenamed(ctx context.Context, tenant, groupID string) error
+	SubscriberDeleted(ctx context.Context, tenant, groupID, subscriberID string) error
 }
 
 // ListSync starts list syncs: engine.Lists is the one in use.

@@ -57,8 +57,18 @@ func (r *mutationResolver) DeleteSubscriber(ctx context.Context, id string) (boo
 	if err != nil {
 		return false, err
 	}
+	sub, err := r.Store.Subscriber(ctx, c.Tenant, id)
+	if err != nil {
+		return false, err
+	}
 	if err := r.Store.DeleteSubscriber(ctx, c.Tenant, id, c.Subject); err != nil {
 		return false, err
+	}
+	if r.Changes != nil {
+		// Its CRM list memberships go too; the record itself stays in the CRM.
+		if err := r.Changes.SubscriberDeleted(ctx, c.Tenant, sub.GroupID, sub.ID); err != nil {
+			return false, err
+		}
 	}
 	return true, nil
 }

@@ -119,3 +119,34 @@ func (s *Store) RecordListMembers(ctx context.Context, l *MarketingList, subs []
 	}
 	return nil
 }
+
+// Membership is one CRM list a record is (or was) a member of through a subscriber.
+type Membership struct {
+	CRMListID string
+	RecordID  string
+}
+
+// SubscriberMemberships lists the list memberships a subscriber had, ended or not.
+func (s *Store) SubscriberMemberships(ctx context.Context, tenant, subscriberID string) ([]Membership, error) {
+	cur, err := s.db.Collection(colListMembers).Find(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "subscriberId", Value: subscriberID}})
+	if err != nil {
+		return nil, unavailable("find memberships", err)
+	}
+	var lms []listMember
+	if err := cur.All(ctx, &lms); err != nil {
+		return nil, unavailable("find memberships", err)
+	}
+	out := make([]Membership, len(lms))
+	for i, lm := range lms {
+		out[i] = Membership{CRMListID: lm.CRMListID, RecordID: lm.RecordID}
+	}
+	return out, nil
+}
+
+// DropSubscriberMemberships forgets a deleted subscriber's list memberships.
+func (s *Store) DropSubscriberMemberships(ctx context.Context, tenant, subscriberID string) error {
+	if _, err := s.db.Collection(colListMembers).DeleteMany(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "subscriberId", Value: subscriberID}}); err != nil {
+		return unavailable("drop memberships", err)
+	}
+	return nil
+}

@@ -265,3 +265,38 @@ func TestScheduleFiresOncePerDueTime(t *testing.T) {
 		t.Errorf("still due after advancing: %d", len(due))
 	}
 }
+
+// TestDeletedSubscriberLeavesItsListsWithoutItsAddress: deleting a subscriber ends
+// its memberships and erases its address from them; the engine reads which CRM
+// records to take out of the lists, then drops them.
+func TestDeletedSubscriberLeavesItsListsWithoutItsAddress(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	l, _ := listFixture(t, s)
+	out, err := s.ApplyListMembers(ctx, l, false, []store.CRMMember{contactMember("c1", "a@example.com")}, applyName("Ann"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteSubscriber(ctx, "t1", out[0].SubscriberID, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.CountListMembers(ctx, "t1", l.CRMListID); n != 0 {
+		t.Errorf("%d members after the delete", n)
+	}
+	ms, err := s.SubscriberMemberships(ctx, "t1", out[0].SubscriberID)
+	if err != nil || len(ms) != 1 || ms[0].RecordID != "c1" || ms[0].CRMListID != l.CRMListID {
+		t.Fatalf("memberships = %+v, %v", ms, err)
+	}
+	var gone []store.ListMember
+	_ = s.EachListMember(ctx, l, 10, func(p []store.ListMember) error { gone = append(gone, p...); return nil })
+	if len(gone) != 0 {
+		t.Errorf("active members %+v", gone)
+	}
+	if err := s.DropSubscriberMemberships(ctx, "t1", out[0].SubscriberID); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := s.SubscriberMemberships(ctx, "t1", out[0].SubscriberID); len(ms) != 0 {
+		t.Errorf("memberships after the drop: %+v", ms)
+	}
+}

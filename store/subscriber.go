@@ -564,8 +564,9 @@ type tombstone struct {
 	DeletedBy string    `bson:"deletedBy"`
 }
 
-// DeleteSubscriber erases a subscriber's data — the subscriber, its address claim and
-// its CRM link — and keeps only a tombstone with the time and the actor.
+// DeleteSubscriber erases a subscriber's data — the subscriber, its address claim,
+// its CRM link and the address in its list memberships — and keeps only a
+// tombstone with the time and the actor.
 func (s *Store) DeleteSubscriber(ctx context.Context, tenant, id, actor string) error {
 	sub, err := s.Subscriber(ctx, tenant, id)
 	if err != nil {
@@ -581,6 +582,12 @@ func (s *Store) DeleteSubscriber(ctx context.Context, tenant, id, actor string) 
 		}
 	}
 	if _, err := s.db.Collection(colAddresses).DeleteOne(ctx, bson.D{{Key: "_id", Value: claimID(tenant, sub.GroupID, sub.Email)}}); err != nil {
+		return unavailable("delete subscriber", err)
+	}
+	// Its list memberships end, without the address; the CRM's side of them is
+	// removed by the engine (SubscriberMemberships), which then drops them.
+	if _, err := s.db.Collection(colListMembers).UpdateMany(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "subscriberId", Value: sub.ID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "removedAt", Value: ts.DeletedAt}, {Key: "email", Value: ""}}}}); err != nil {
 		return unavailable("delete subscriber", err)
 	}
 	if _, err := s.db.Collection(colSubscribers).DeleteOne(ctx, bson.D{{Key: "_id", Value: sub.ID}}); err != nil {

@@ -115,4 +115,21 @@ func TestGroupGetsOneCRMListPerMemberType(t *testing.T) {
 	if sub.CRMRecord.ID != late {
 		t.Errorf("late member linked to %+v, want %s", sub.CRMRecord, late)
 	}
+
+	// A subscriber deleted in the eMS leaves the CRM list; its contact stays.
+	gone := c.in.waitSubscriber(c.tok, group.ID, "new1@example.de", func(s subscriberView) bool { return s.CRMRecord != nil })
+	c.in.mustGraphQL(c.tok, `mutation($s: ID!) { deleteSubscriber(id: $s) }`, map[string]any{"s": gone.ID}, "deleteSubscriber", new(bool))
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		members := c.crmMembers(t, lists["Letters – contact"])
+		if !slices.Contains(members, "new1@example.de") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted subscriber is still in the CRM list: %v", members)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := c.user.Get(ctx, "contacts", gone.CRMRecord.ID, []string{"contactid"}); err != nil {
+		t.Errorf("the deleted subscriber's contact: %v; want it kept", err)
+	}
 }
