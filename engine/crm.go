@@ -71,8 +71,9 @@ func (x *CRMClients) For(conn *store.Connection) (*dataverse.Client, error) {
 	return client, nil
 }
 
-// Test checks a connection's access to the Web API now: a token and WhoAmI, through
-// a client of its own that does not retry, so the answer comes within ctx and
+// Test checks a connection's access to the Web API now: a token, WhoAmI, and one
+// row of the connection's recipient table (the read sync depends on), through a
+// client of its own that does not retry, so the answer comes within ctx and
 // reflects the credentials as they are, not a cached token. It returns who the
 // connection acts as and how long the check took.
 func (x *CRMClients) Test(ctx context.Context, conn *store.Connection) (dataverse.Identity, time.Duration, error) {
@@ -92,5 +93,13 @@ func (x *CRMClients) Test(ctx context.Context, conn *store.Connection) (datavers
 	}
 	start := time.Now()
 	id, err := client.WhoAmI(ctx)
-	return id, time.Since(start), err
+	if err != nil {
+		return id, time.Since(start), err
+	}
+	rows := client.Query(ctx, entitySet(conn.RecipientType), dataverse.Query{Select: []string{conn.RecipientType.Entity() + "id"}, Top: 1})
+	rows.Next(ctx) // one row, or none in an empty table: either proves the read
+	if err := rows.Err(); err != nil {
+		return id, time.Since(start), fmt.Errorf("read a row of %s: %w", entitySet(conn.RecipientType), err)
+	}
+	return id, time.Since(start), nil
 }
