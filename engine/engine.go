@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"crmsync/dataverse"
@@ -105,8 +104,7 @@ func (c *Config) setDefaults() error {
 type Engine struct {
 	cfg           Config
 	lastRetention time.Time
-	cancel        context.CancelFunc
-	wg            sync.WaitGroup
+	loop          loop
 }
 
 // New validates cfg and returns an engine that has not started.
@@ -120,32 +118,13 @@ func New(cfg Config) (*Engine, error) {
 // Start launches the worker; it returns at once. Redis being down is not an error:
 // the worker keeps trying.
 func (e *Engine) Start(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.cancel = cancel
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		e.run(ctx)
-	}()
+	e.loop.start(ctx, e.run)
 	return nil
 }
 
 // Stop asks the worker to finish the event in hand and waits for it, or for ctx.
 // Entries it read but did not finish stay pending and are claimed later.
-func (e *Engine) Stop(ctx context.Context) error {
-	if e.cancel == nil {
-		return nil
-	}
-	e.cancel()
-	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop engine: %w", ctx.Err())
-	}
-}
+func (e *Engine) Stop(ctx context.Context) error { return e.loop.stop(ctx, "engine") }
 
 func (e *Engine) run(ctx context.Context) {
 	log := e.cfg.Logger.With(slog.String("consumer", e.cfg.Consumer))

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -91,39 +90,6 @@ type SweepConfig struct {
 type Sweeper struct {
 	cfg  SweepConfig
 	loop loop
-}
-
-// loop runs one background goroutine of a component with Start and Stop.
-type loop struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-}
-
-// start runs fn in the background with a context of its own, which stop ends; ctx's
-// cancellation does not (shutdown goes through stop, in order).
-func (l *loop) start(ctx context.Context, fn func(ctx context.Context)) {
-	ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		fn(ctx)
-	}()
-}
-
-// stop ends the loop's context and waits for fn to return, or for ctx.
-func (l *loop) stop(ctx context.Context, what string) error {
-	if l.cancel == nil {
-		return nil
-	}
-	l.cancel()
-	done := make(chan struct{})
-	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop %s: %w", what, ctx.Err())
-	}
 }
 
 // NewSweeper checks cfg and returns a sweeper that has not started.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // GroupInput is what a caller supplies to create a subscriber group.
@@ -83,18 +82,7 @@ func (s *Store) GroupsPage(ctx context.Context, tenant, afterID string, first in
 	if afterID != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
 	}
-	cur, err := s.db.Collection(colGroups).Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(first)+1))
-	if err != nil {
-		return nil, false, unavailable("list groups", err)
-	}
-	var out []*Group
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, false, unavailable("list groups", err)
-	}
-	if len(out) > first {
-		return out[:first], true, nil
-	}
-	return out, false, nil
+	return findPage[Group](ctx, s.db.Collection(colGroups), "groups", filter, byID, first)
 }
 
 // CountGroups counts the tenant's groups.

@@ -251,14 +251,7 @@ func (s *Store) ListsPage(ctx context.Context, tenant, connectionID, afterID str
 	if afterID != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: listDocID(tenant, afterID)}}})
 	}
-	out, err := s.findLists(ctx, filter, first+1)
-	if err != nil {
-		return nil, false, err
-	}
-	if len(out) > first {
-		return out[:first], true, nil
-	}
-	return out, false, nil
+	return findPage[MarketingList](ctx, s.db.Collection(colLists), "lists", filter, byID, first)
 }
 
 // CountLists counts a connection's known lists.

@@ -255,3 +255,23 @@ func redactURI(uri string) string {
 func (s *Store) DropDatabase(ctx context.Context) error {
 	return s.db.Drop(ctx)
 }
+
+// findPage reads up to first documents of col that match filter, in sort order,
+// and reports whether more follow (it asks for one more to know).
+func findPage[T any](ctx context.Context, col *mongo.Collection, what string, filter, sort bson.D, first int) ([]*T, bool, error) {
+	cur, err := col.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(first)+1))
+	if err != nil {
+		return nil, false, unavailable("list "+what, err)
+	}
+	var out []*T
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, false, unavailable("list "+what, err)
+	}
+	if len(out) > first {
+		return out[:first], true, nil
+	}
+	return out, false, nil
+}
+
+// byID is the sort of pages in id order.
+var byID = bson.D{{Key: "_id", Value: 1}}

@@ -467,19 +467,7 @@ func (s *Store) SubscribersPage(ctx context.Context, tenant, groupID, afterID st
 	if afterID != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
 	}
-	cur, err := s.db.Collection(colSubscribers).Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(first)+1))
-	if err != nil {
-		return nil, false, unavailable("list subscribers", err)
-	}
-	var out []*Subscriber
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, false, unavailable("list subscribers", err)
-	}
-	if len(out) > first {
-		return out[:first], true, nil
-	}
-	return out, false, nil
+	return findPage[Subscriber](ctx, s.db.Collection(colSubscribers), "subscribers", filter, byID, first)
 }
 
 // CountSubscribers counts the subscribers of a group (not those that left it).

@@ -48,19 +48,7 @@ func (s *Store) SyncEventsPage(ctx context.Context, tenant string, f SyncEventFi
 			bson.D{{Key: "receivedAt", Value: after.At}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: after.ID}}}},
 		}})
 	}
-	cur, err := s.db.Collection(colInbox).Find(ctx, q, options.Find().
-		SetSort(bson.D{{Key: "receivedAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(first)+1))
-	if err != nil {
-		return nil, false, unavailable("list sync events", err)
-	}
-	var out []*InboxEvent
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, false, unavailable("list sync events", err)
-	}
-	if len(out) > first {
-		return out[:first], true, nil
-	}
-	return out, false, nil
+	return findPage[InboxEvent](ctx, s.db.Collection(colInbox), "sync events", q, bson.D{{Key: "receivedAt", Value: -1}, {Key: "_id", Value: -1}}, first)
 }
 
 // CountSyncEvents counts a tenant's events that match f.

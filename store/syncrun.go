@@ -136,19 +136,7 @@ func (s *Store) RunsPage(ctx context.Context, tenant, crmListID, afterID string,
 			bson.D{{Key: "startedAt", Value: after.StartedAt}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: after.ID}}}},
 		}})
 	}
-	cur, err := s.db.Collection(colRuns).Find(ctx, filter,
-		options.Find().SetSort(bson.D{{Key: "startedAt", Value: -1}, {Key: "_id", Value: -1}}).SetLimit(int64(first)+1))
-	if err != nil {
-		return nil, false, unavailable("list runs", err)
-	}
-	var out []*SyncRun
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, false, unavailable("list runs", err)
-	}
-	if len(out) > first {
-		return out[:first], true, nil
-	}
-	return out, false, nil
+	return findPage[SyncRun](ctx, s.db.Collection(colRuns), "runs", filter, bson.D{{Key: "startedAt", Value: -1}, {Key: "_id", Value: -1}}, first)
 }
 
 // CountRuns counts a list's runs.
@@ -245,16 +233,5 @@ func (s *Store) ChangesPage(ctx context.Context, r *SyncRun, afterID string, fir
 	if afterID != "" {
 		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$gt", Value: afterID}}})
 	}
-	cur, err := s.db.Collection(colChanges).Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(first)+1))
-	if err != nil {
-		return nil, false, unavailable("list run changes", err)
-	}
-	var out []*SyncChange
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, false, unavailable("list run changes", err)
-	}
-	if len(out) > first {
-		return out[:first], true, nil
-	}
-	return out, false, nil
+	return findPage[SyncChange](ctx, s.db.Collection(colChanges), "run changes", filter, byID, first)
 }
