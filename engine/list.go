@@ -164,15 +164,13 @@ func listFromRow(id string, row dataverse.Row) (store.ListFromCRM, error) {
 // group; it reports whether it did. A member type other than the connection's
 // recipient type is allowed, with a warning.
 func (ls *Lists) ensureLinked(ctx context.Context, conn *store.Connection, l *store.MarketingList) (bool, error) {
-	if l.GroupID != "" {
-		if _, err := ls.Store.Group(ctx, l.Tenant, l.GroupID); err == nil {
-			if !l.SyncToEMS {
-				return false, ls.Store.LinkList(ctx, l, l.GroupID, l.Warning)
-			}
-			return false, nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return false, err
-		}
+	switch exists, err := ls.groupExists(ctx, l); {
+	case err != nil:
+		return false, err
+	case exists && !l.SyncToEMS:
+		return false, ls.Store.LinkList(ctx, l, l.GroupID, l.Warning)
+	case exists:
+		return false, nil
 	}
 	g, err := ls.Store.CreateGroup(ctx, l.Tenant, store.GroupInput{Name: cmpName(l), ConnectionID: conn.ID, CRMSync: true})
 	if err != nil {
@@ -185,6 +183,18 @@ func (ls *Lists) ensureLinked(ctx context.Context, conn *store.Connection, l *st
 		warning = &w
 	}
 	return true, ls.Store.LinkList(ctx, l, g.ID, warning)
+}
+
+// groupExists reports whether the list is linked to a group that still exists.
+func (ls *Lists) groupExists(ctx context.Context, l *store.MarketingList) (bool, error) {
+	if l.GroupID == "" {
+		return false, nil
+	}
+	_, err := ls.Store.Group(ctx, l.Tenant, l.GroupID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 func cmpName(l *store.MarketingList) string {

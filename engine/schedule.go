@@ -255,13 +255,15 @@ func (ls *Lists) reconcile(ctx context.Context, r *store.SyncRun, seen *queue.Ru
 	if err != nil {
 		return Permanent(err)
 	}
-	if l.GroupID == "" {
-		if r.DryRun {
+	if r.DryRun {
+		if linked, err := ls.groupExists(ctx, l); err != nil || !linked {
+			if err != nil {
+				return err
+			}
 			return ls.planUnlinked(ctx, client, l, r, pageSize)
 		}
-		if _, err := ls.ensureLinked(ctx, conn, l); err != nil {
-			return err
-		}
+	} else if _, err := ls.ensureLinked(ctx, conn, l); err != nil { // its group may have been deleted since
+		return err
 	}
 	if err := seen.Drop(ctx, r.ID); err != nil { // what an interrupted attempt left
 		return err

@@ -109,9 +109,9 @@ func (s *Store) RenameGroup(ctx context.Context, tenant, id, name string) (*Grou
 	return g, nil
 }
 
-// DeleteGroup removes a group with its subscribers, their address claims and CRM
-// links. (Campaign sends, which would make a group undeletable while in progress,
-// do not exist in this version.)
+// DeleteGroup removes a group with its subscribers, their address claims, CRM
+// links and list memberships; its lists stay, unlinked. (Campaign sends, which
+// would make a group undeletable while in progress, do not exist in this version.)
 func (s *Store) DeleteGroup(ctx context.Context, tenant, id string) error {
 	g, err := s.Group(ctx, tenant, id)
 	if err != nil {
@@ -120,6 +120,20 @@ func (s *Store) DeleteGroup(ctx context.Context, tenant, id string) error {
 	byGroup := bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: g.ID}}
 	for _, col := range []string{colSubscribers, colAddresses} {
 		if _, err := s.db.Collection(col).DeleteMany(ctx, byGroup); err != nil {
+			return unavailable("delete group", err)
+		}
+	}
+	// Its lists lose their link and memberships; a list the CRM still syncs gets a
+	// new group at its next sync.
+	lists, err := s.ListsOfGroup(ctx, tenant, g.ID)
+	if err != nil {
+		return err
+	}
+	for _, l := range lists {
+		if _, err := s.db.Collection(colListMembers).DeleteMany(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "crmListId", Value: l.CRMListID}}); err != nil {
+			return unavailable("delete group", err)
+		}
+		if _, err := s.db.Collection(colLists).UpdateOne(ctx, bson.D{{Key: "_id", Value: l.ID}}, bson.D{{Key: "$unset", Value: bson.D{{Key: "groupId", Value: ""}}}}); err != nil {
 			return unavailable("delete group", err)
 		}
 	}

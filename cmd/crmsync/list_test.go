@@ -346,6 +346,15 @@ func TestDynamicListReconcileDryRunAndRemoval(t *testing.T) {
 	if runs.TotalCount != 3 || len(runs.Edges) != 2 || runs.Edges[0].Node.ID != real.ID {
 		t.Errorf("syncRuns = %+v; want 3, newest (%s) first", runs, real.ID)
 	}
+
+	// The group deleted in the eMS: the next sync makes the list a group again.
+	c.in.mustGraphQL(c.tok, `mutation($g: ID!) { deleteSubscriberGroup(id: $g) }`, map[string]any{"g": l.Group.ID}, "deleteSubscriberGroup", new(bool))
+	if again := c.syncList(t, listID, false); again.Status != "APPLIED" || again.Added != 2 {
+		t.Fatalf("run after the group was deleted = %+v", again)
+	}
+	if l2 := c.list(t, listID); l2.Group == nil || l2.Group.ID == l.Group.ID || l2.Group.SubscriberCount != 2 {
+		t.Errorf("list after the group was deleted = %+v", l2.Group)
+	}
 }
 
 // TestSyncCommandLinksAList: the CRM's "Synchronize" button (the custom API
