@@ -20,6 +20,7 @@ type RecipientStore interface {
 	SaveSubscriber(ctx context.Context, sub *store.Subscriber) error
 	RemoveCRMLink(ctx context.Context, tenant, groupID string, ref store.CRMRecordRef) error
 	ChangeEmail(ctx context.Context, sub *store.Subscriber, newEmail string) (mergedID string, err error)
+	SavePendingSubscription(ctx context.Context, tenant, groupID string, ref store.CRMRecordRef, state store.SubscriptionState, at time.Time) error
 }
 
 // registerRecipientSteps registers the CRM → eMS steps for recipient tables and for

@@ -497,3 +497,22 @@ func TestEventsOverTheSizeLimitAreReadBackThroughTheWebAPI(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestSubscriptionRowBeforeItsRecordIsLinkedAppliesOnceItIs(t *testing.T) {
+	t.Parallel()
+	r := newRules(t)
+	r.addSubscriber(r.group.ID, "early@example.de", nil)
+	const early = "5b5b5b5b-0000-4000-8000-000000000001"
+	// The subscription row comes first: no subscriber is linked to the contact yet.
+	ev := r.apply(webhookBody("Create", "cs_subscription", "5a5a5a5a-0000-4000-8000-000000000009", r.at(2),
+		attrs{"cs_groupid": r.group.ID, "cs_subscribed": false, "cs_contactid": ref{"contact", early}}, nil))
+	if len(ev.warnings) != 1 || r.sub(r.group.ID, "early@example.de").SubscriptionState != store.Subscribed {
+		t.Fatalf("before the link: warnings %v", ev.warnings)
+	}
+	// The contact's Create links the subscriber, which then takes the kept state.
+	r.apply(webhookBody("Create", "contact", early, r.at(1), attrs{"emailaddress1": "early@example.de"}, nil))
+	s := r.sub(r.group.ID, "early@example.de")
+	if s.SubscriptionState != store.Unsubscribed || !s.Stamp("subscriptionState").At.Equal(r.at(2)) {
+		t.Errorf("after the link: %s stamped %v; want UNSUBSCRIBED from the row", s.SubscriptionState, s.Stamp("subscriptionState"))
+	}
+}

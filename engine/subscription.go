@@ -45,21 +45,22 @@ func subscriptionChanged(st RecipientStore, api webAPI, now func() time.Time) St
 		if err != nil {
 			return err
 		}
+		at := changeTime(ev, row)
+		state := store.Unsubscribed
+		if subscribed {
+			state = store.Subscribed
+		}
 		sub, err := st.SubscriberByCRMRecord(ctx, g.Tenant, g.ID, ref)
 		if errors.Is(err, store.ErrNotFound) {
-			ev.Warn("no subscriber of the group is linked to " + strings.ToLower(string(ref.Entity)) + " " + ref.ID + " yet")
-			return nil
+			// Kept until a subscriber of the group is linked to the record.
+			ev.Warn("no subscriber of the group is linked to " + strings.ToLower(string(ref.Entity)) + " " + ref.ID + " yet; the state applies when one is")
+			return st.SavePendingSubscription(ctx, g.Tenant, g.ID, ref, state, at)
 		}
 		if err != nil {
 			return err
 		}
-		at := changeTime(ev, row)
 		if at.Before(sub.Stamp("subscriptionState").At) {
 			return nil
-		}
-		state := store.Unsubscribed
-		if subscribed {
-			state = store.Subscribed
 		}
 		sub.SubscriptionState = state
 		sub.SetStamp("subscriptionState", at, store.SideCRM)

@@ -159,6 +159,7 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 	var newClaims, inserts, newLinks, newMembers []any
 	var replaces, memberWrites []mongo.WriteModel
 	pendingNew := map[string]*Subscriber{} // address → subscriber created in this call
+	linking := map[string]*Subscriber{}    // link id → subscriber linked in this call
 	for i, m := range members {
 		o := &out[i]
 		lid := crmLinkID(l.Tenant, l.GroupID, m.Ref)
@@ -209,6 +210,7 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 		}
 		if !linked {
 			newLinks = append(newLinks, crmLink{ID: lid, Tenant: g.Tenant, SubscriberID: sub.ID})
+			linking[lid] = sub
 		}
 		lm := listMember{ID: lmID, Tenant: l.Tenant, CRMListID: l.CRMListID,
 			Entity: m.Ref.Entity, RecordID: strings.ToLower(m.Ref.ID), SubscriberID: sub.ID, Email: sub.Email}
@@ -222,6 +224,9 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 	}
 	if dry {
 		return out, nil
+	}
+	if err := s.takePending(ctx, linking); err != nil {
+		return nil, err
 	}
 	if len(newClaims) > 0 {
 		dup, err := insertManyIgnoringDuplicates(ctx, s.db.Collection(colAddresses), newClaims)

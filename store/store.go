@@ -75,6 +75,7 @@ const (
 	colListMembers = "listMembers"
 	colRuns        = "syncRuns"
 	colChanges     = "syncChanges"
+	colPending     = "pendingSubscriptions"
 )
 
 // Open connects to cfg.URI, or starts the embedded server when it is empty, and
@@ -178,7 +179,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	// Create every collection now, so the embedded store can index them at once.
-	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges} {
+	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges, colPending} {
 		err := s.db.CreateCollection(ctx, col)
 		var cmdErr mongo.CommandError
 		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists

@@ -445,11 +445,14 @@ func (s *Store) SubscriberByCRMRecord(ctx context.Context, tenant, groupID strin
 }
 
 // SaveSubscriber writes a subscriber changed by the engine, and the link from its
-// CRM row back to it.
+// CRM row back to it; a new link takes the record's pending subscription state.
 func (s *Store) SaveSubscriber(ctx context.Context, sub *Subscriber) error {
 	if sub.CRMRecord != nil {
 		link := crmLink{ID: crmLinkID(sub.Tenant, sub.GroupID, *sub.CRMRecord), Tenant: sub.Tenant, SubscriberID: sub.ID}
 		if link.ID != sub.storedLink {
+			if err := s.takePending(ctx, map[string]*Subscriber{link.ID: sub}); err != nil {
+				return err
+			}
 			if err := s.replaceByID(ctx, colCRMLinks, link.ID, &link); err != nil {
 				return err
 			}
