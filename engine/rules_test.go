@@ -516,3 +516,25 @@ func TestSubscriptionRowBeforeItsRecordIsLinkedAppliesOnceItIs(t *testing.T) {
 		t.Errorf("after the link: %s stamped %v; want UNSUBSCRIBED from the row", s.SubscriptionState, s.Stamp("subscriptionState"))
 	}
 }
+
+func TestMappedFieldsTheCRMSetIgnoreEMSEdits(t *testing.T) {
+	t.Parallel()
+	r := newRules(t)
+	ctx := context.Background()
+	r.addSubscriber(r.group.ID, "own@example.de", map[string]any{"firstName": "Eva"})
+	r.apply(webhookBody("Create", "contact", contactID, r.at(0), attrs{"emailaddress1": "own@example.de", "lastname": "Muster"}, nil))
+	res, err := r.st.UpsertSubscribers(ctx, "acme", r.group.ID, []store.SubscriberInput{
+		{Email: "own@example.de", Fields: map[string]any{"lastName": "Edited", "firstName": "Eve", "city": "Bonn"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// lastName: mapped and set by the CRM → ignored, reported. firstName: mapped but
+	// never set by the CRM → taken. city: unmapped → taken.
+	if len(res.Ignored) != 1 || res.Ignored[0].Field != "fields.lastName" || res.Ignored[0].Email != "own@example.de" {
+		t.Errorf("ignored = %+v", res.Ignored)
+	}
+	s := r.sub(r.group.ID, "own@example.de")
+	if s.Fields["lastName"] != "Muster" || s.Fields["firstName"] != "Eve" || s.Fields["city"] != "Bonn" {
+		t.Errorf("fields = %v", s.Fields)
+	}
+}

@@ -33,6 +33,16 @@ type UpsertResult struct {
 	// Changed are the ids of the subscribers created or updated, for the sync to
 	// the CRM.
 	Changed []string
+	// Ignored are the values not taken because the field belongs to the CRM: a
+	// mapped field of a subscriber whose CRM record has set it follows the CRM.
+	Ignored []IgnoredField
+}
+
+// IgnoredField is a value of an input row that was not taken, and why.
+type IgnoredField struct {
+	Email  string
+	Field  string
+	Reason string
 }
 
 // RejectedRow is an input row that was not stored, and why.
@@ -92,6 +102,15 @@ type upsertRow struct {
 	state  *SubscriptionState
 }
 
+// upsertCtx is what every row of one upsert shares.
+type upsertCtx struct {
+	defaultLang string
+	// owned are the fields the connection maps from the CRM ("firstName" for
+	// fields.firstName).
+	owned map[string]bool
+	res   *UpsertResult
+}
+
 // UpsertSubscribers creates or updates subscribers of a group by e-mail address.
 // Rows are validated one by one: a bad row is reported in Rejected and the others
 // are stored. The same address twice in one call becomes one subscriber, later rows
@@ -104,16 +123,21 @@ func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, r
 	if err != nil {
 		return nil, err
 	}
-	defaultLang := DefaultLanguage
+	res := &UpsertResult{Rejected: []RejectedRow{}, Ignored: []IgnoredField{}}
+	uc := &upsertCtx{defaultLang: DefaultLanguage, owned: map[string]bool{}, res: res}
 	if g.ConnectionID != "" {
 		if c, err := s.Connection(ctx, tenant, g.ConnectionID); err == nil {
-			defaultLang = c.DefaultLanguage
+			uc.defaultLang = c.DefaultLanguage
+			for _, m := range c.FieldMappings {
+				if name, ok := strings.CutPrefix(m.SubscriberField, "fields."); ok {
+					uc.owned[name] = true
+				}
+			}
 		} else if !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
 	}
 
-	res := &UpsertResult{Rejected: []RejectedRow{}}
 	var order []string
 	merged := map[string]*upsertRow{}
 	for _, in := range rows {
@@ -142,7 +166,7 @@ func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, r
 
 	for start := 0; start < len(order); start += upsertChunk {
 		chunk := order[start:min(len(order), start+upsertChunk)]
-		if err := s.upsertChunk(ctx, g, chunk, merged, defaultLang, res); err != nil {
+		if err := s.upsertChunk(ctx, g, chunk, merged, uc); err != nil {
 			return nil, err
 		}
 	}
@@ -156,7 +180,8 @@ const upsertChunk = 500
 // and subscribers are read with one query each, new claims and subscribers are
 // inserted together, existing subscribers replaced in one bulk write. Rows whose
 // address another writer claimed meanwhile go the careful one-by-one way.
-func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows map[string]*upsertRow, defaultLang string, res *UpsertResult) error {
+func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows map[string]*upsertRow, uc *upsertCtx) error {
+	res := uc.res
 	now := s.now().UTC()
 	ids := make(bson.A, len(emails))
 	for i, e := range emails {
@@ -211,7 +236,7 @@ func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows
 	var replaces []mongo.WriteModel
 	for _, e := range emails {
 		if raced[e] {
-			created, id, err := s.upsertOne(ctx, g, rows[e], defaultLang)
+			created, id, err := s.upsertOne(ctx, g, rows[e], uc)
 			if err != nil {
 				return err
 			}
@@ -222,11 +247,11 @@ func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows
 		sub, found := byID[id]
 		if !found {
 			// A new claim, or one left behind without its subscriber: create it.
-			sub = &Subscriber{ID: id, Tenant: g.Tenant, GroupID: g.ID, Email: e, Fields: map[string]any{}, Language: defaultLang,
+			sub = &Subscriber{ID: id, Tenant: g.Tenant, GroupID: g.ID, Email: e, Fields: map[string]any{}, Language: uc.defaultLang,
 				SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now}
 			sub.SetStamp("email", now, SideEMS)
 		}
-		rows[e].applyTo(sub, now)
+		rows[e].applyTo(sub, now, uc)
 		if found {
 			replaces = append(replaces, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: sub.ID}}).SetReplacement(sub))
 		} else {
@@ -256,12 +281,20 @@ func (r *UpsertResult) count(created bool, id string) {
 	}
 }
 
-// applyTo merges a validated row into a subscriber, stamping what it changed.
-func (row *upsertRow) applyTo(sub *Subscriber, now time.Time) {
+// applyTo merges a validated row into a subscriber, stamping what it changed. A
+// mapped field the CRM has set belongs to the CRM: its value in the row is
+// ignored, and reported, so that the field follows the CRM whatever the order in
+// which the two sides' changes arrive.
+func (row *upsertRow) applyTo(sub *Subscriber, now time.Time, uc *upsertCtx) {
 	if sub.Fields == nil {
 		sub.Fields = map[string]any{}
 	}
 	for k, v := range row.fields {
+		if uc.owned[k] && sub.Stamp("fields."+k).Side == SideCRM {
+			uc.res.Ignored = append(uc.res.Ignored, IgnoredField{Email: row.email, Field: "fields." + k,
+				Reason: "mapped from the CRM, which set it: it follows the CRM record"})
+			continue
+		}
 		sub.Fields[k] = v
 		sub.SetStamp("fields."+k, now, SideEMS)
 	}
@@ -366,7 +399,7 @@ func plainJSON(v any, depth int) (any, error) {
 	}
 }
 
-func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, defaultLang string) (created bool, id string, err error) {
+func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, uc *upsertCtx) (created bool, id string, err error) {
 	now := s.now().UTC()
 	cid := claimID(g.Tenant, g.ID, row.email)
 	for attempt := 0; attempt < 3; attempt++ {
@@ -392,7 +425,7 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, default
 			// written: either way the subscriber is created under the claimed id.
 			sub = Subscriber{
 				ID: claim.SubscriberID, Tenant: g.Tenant, GroupID: g.ID, Email: row.email,
-				Fields: map[string]any{}, Language: defaultLang,
+				Fields: map[string]any{}, Language: uc.defaultLang,
 				SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now,
 			}
 			created = true
@@ -402,7 +435,7 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, default
 		if created {
 			sub.SetStamp("email", now, SideEMS)
 		}
-		row.applyTo(&sub, now)
+		row.applyTo(&sub, now, uc)
 		return created, sub.ID, s.replaceByID(ctx, colSubscribers, sub.ID, &sub)
 	}
 	return false, "", &ConflictError{Field: "email", Reason: "address " + row.email + " is being changed concurrently; try again"}

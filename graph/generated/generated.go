@@ -86,6 +86,12 @@ type ComplexityRoot struct {
 		SubscriberField func(childComplexity int) int
 	}
 
+	IgnoredField struct {
+		Email  func(childComplexity int) int
+		Field  func(childComplexity int) int
+		Reason func(childComplexity int) int
+	}
+
 	IngestStats struct {
 		Failed       func(childComplexity int) int
 		LatencyMaxMs func(childComplexity int) int
@@ -290,6 +296,7 @@ type ComplexityRoot struct {
 
 	UpsertSubscribersPayload struct {
 		Created  func(childComplexity int) int
+		Ignored  func(childComplexity int) int
 		Merged   func(childComplexity int) int
 		Rejected func(childComplexity int) int
 		Updated  func(childComplexity int) int
@@ -562,6 +569,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.FieldMapping.SubscriberField(childComplexity), true
+
+	case "IgnoredField.email":
+		if e.ComplexityRoot.IgnoredField.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IgnoredField.Email(childComplexity), true
+	case "IgnoredField.field":
+		if e.ComplexityRoot.IgnoredField.Field == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IgnoredField.Field(childComplexity), true
+	case "IgnoredField.reason":
+		if e.ComplexityRoot.IgnoredField.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IgnoredField.Reason(childComplexity), true
 
 	case "IngestStats.failed":
 		if e.ComplexityRoot.IngestStats.Failed == nil {
@@ -1502,6 +1528,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.UpsertSubscribersPayload.Created(childComplexity), true
+	case "UpsertSubscribersPayload.ignored":
+		if e.ComplexityRoot.UpsertSubscribersPayload.Ignored == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpsertSubscribersPayload.Ignored(childComplexity), true
 	case "UpsertSubscribersPayload.merged":
 		if e.ComplexityRoot.UpsertSubscribersPayload.Merged == nil {
 			break
@@ -1941,7 +1973,15 @@ type SubscriberEdge { cursor: String! node: Subscriber! }
 
 input SubscriberInput { email: String! fields: JSON language: String subscriptionState: SubscriptionState }
 
-type UpsertSubscribersPayload { created: Int! updated: Int! merged: Int! rejected: [RejectedSubscriber!]! }
+type UpsertSubscribersPayload {
+  created: Int!
+  updated: Int!
+  merged: Int!
+  rejected: [RejectedSubscriber!]!
+  "Values not taken: a mapped field the CRM has set follows the CRM record."
+  ignored: [IgnoredField!]!
+}
+type IgnoredField { email: String! field: String! reason: String! }
 type RejectedSubscriber { email: String! reason: String! }
 
 extend type Query {
@@ -2072,6 +2112,18 @@ func (ec *executionContext) childFields_FieldMapping(ctx context.Context, field 
 		return ec.fieldContext_FieldMapping_optionLabels(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type FieldMapping", field.Name)
+}
+
+func (ec *executionContext) childFields_IgnoredField(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "email":
+		return ec.fieldContext_IgnoredField_email(ctx, field)
+	case "field":
+		return ec.fieldContext_IgnoredField_field(ctx, field)
+	case "reason":
+		return ec.fieldContext_IgnoredField_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IgnoredField", field.Name)
 }
 
 func (ec *executionContext) childFields_IngestStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2414,6 +2466,8 @@ func (ec *executionContext) childFields_UpsertSubscribersPayload(ctx context.Con
 		return ec.fieldContext_UpsertSubscribersPayload_merged(ctx, field)
 	case "rejected":
 		return ec.fieldContext_UpsertSubscribersPayload_rejected(ctx, field)
+	case "ignored":
+		return ec.fieldContext_UpsertSubscribersPayload_ignored(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UpsertSubscribersPayload", field.Name)
 }
@@ -3843,6 +3897,75 @@ func (ec *executionContext) _FieldMapping_optionLabels(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_FieldMapping_optionLabels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("FieldMapping", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _IgnoredField_email(ctx context.Context, field graphql.CollectedField, obj *store.IgnoredField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IgnoredField_email(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Email, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IgnoredField_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IgnoredField", field, false, false, "String")
+}
+
+func (ec *executionContext) _IgnoredField_field(ctx context.Context, field graphql.CollectedField, obj *store.IgnoredField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IgnoredField_field(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Field, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IgnoredField_field(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IgnoredField", field, false, false, "String")
+}
+
+func (ec *executionContext) _IgnoredField_reason(ctx context.Context, field graphql.CollectedField, obj *store.IgnoredField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IgnoredField_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IgnoredField_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IgnoredField", field, false, false, "String")
 }
 
 func (ec *executionContext) _IngestStats_pending(ctx context.Context, field graphql.CollectedField, obj *store.IngestStats) (ret graphql.Marshaler) {
@@ -8281,6 +8404,38 @@ func (ec *executionContext) fieldContext_UpsertSubscribersPayload_rejected(_ con
 	return fc, nil
 }
 
+func (ec *executionContext) _UpsertSubscribersPayload_ignored(ctx context.Context, field graphql.CollectedField, obj *store.UpsertResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpsertSubscribersPayload_ignored(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ignored, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []store.IgnoredField) graphql.Marshaler {
+			return ec.marshalNIgnoredField2ᚕcrmsyncᚋstoreᚐIgnoredFieldᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpsertSubscribersPayload_ignored(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UpsertSubscribersPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IgnoredField(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _WebhookRegistration_endpointId(ctx context.Context, field graphql.CollectedField, obj *store.WebhookRegistration) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10346,6 +10501,49 @@ func (ec *executionContext) _FieldMapping(ctx context.Context, sel ast.Selection
 	return out
 }
 
+var ignoredFieldImplementors = []string{"IgnoredField"}
+
+func (ec *executionContext) _IgnoredField(ctx context.Context, sel ast.SelectionSet, obj *store.IgnoredField) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ignoredFieldImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IgnoredField")
+		case "email":
+			out.Values[i] = ec._IgnoredField_email(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "field":
+			out.Values[i] = ec._IgnoredField_field(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._IgnoredField_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var ingestStatsImplementors = []string{"IngestStats"}
 
 func (ec *executionContext) _IngestStats(ctx context.Context, sel ast.SelectionSet, obj *store.IngestStats) graphql.Marshaler {
@@ -11790,6 +11988,11 @@ func (ec *executionContext) _UpsertSubscribersPayload(ctx context.Context, sel a
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "ignored":
+			out.Values[i] = ec._UpsertSubscribersPayload_ignored(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12402,6 +12605,26 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNIgnoredField2crmsyncᚋstoreᚐIgnoredField(ctx context.Context, sel ast.SelectionSet, v store.IgnoredField) graphql.Marshaler {
+	return ec._IgnoredField(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNIgnoredField2ᚕcrmsyncᚋstoreᚐIgnoredFieldᚄ(ctx context.Context, sel ast.SelectionSet, v []store.IgnoredField) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIgnoredField2crmsyncᚋstoreᚐIgnoredField(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNIngestStats2ᚖcrmsyncᚋstoreᚐIngestStats(ctx context.Context, sel ast.SelectionSet, v *store.IngestStats) graphql.Marshaler {
