@@ -68,7 +68,12 @@ func registerListSteps(r *Registry, ls *Lists) {
 // listChanged stores a created or updated list; one whose sync to the eMS was just
 // turned on is linked to a group (created for it) and gets a first run.
 func (ls *Lists) listChanged(ctx context.Context, ev *Event) error {
-	l, err := ls.refresh(ctx, ev, ev.Context.PrimaryEntityID)
+	prev, err := ls.Store.List(ctx, ev.Connection.Tenant, ev.Context.PrimaryEntityID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	wasOn := err == nil && prev.SyncToEMS && prev.GroupID != "" && !prev.Deleted
+	l, _, err := ls.refresh(ctx, ev, ev.Context.PrimaryEntityID)
 	if err != nil || l == nil || !l.SyncToEMS {
 		return err
 	}
@@ -76,7 +81,7 @@ func (ls *Lists) listChanged(ctx context.Context, ev *Event) error {
 	if err != nil {
 		return err
 	}
-	if linked || changedColumns(ev.Context)("cs_synctoems") {
+	if linked || !wasOn {
 		return ls.queueRun(ctx, l, ev, false)
 	}
 	return nil
@@ -94,44 +99,64 @@ func (ls *Lists) syncCommand(ctx context.Context, ev *Event) error {
 	if t, ok := ev.Context.TargetReference(); ok && t.ID != "" {
 		id = t.ID
 	}
-	l, err := ls.refresh(ctx, ev, id)
+	l, syncedInCRM, err := ls.refresh(ctx, ev, id)
 	if err != nil || l == nil {
 		return err
 	}
 	if _, err := ls.ensureLinked(ctx, ev.Connection, l); err != nil {
 		return err
 	}
+	if !syncedInCRM {
+		if err := ls.markSynced(ctx, ev.Connection, l); err != nil {
+			return err
+		}
+	}
 	return ls.queueRun(ctx, l, ev, false)
 }
 
+// markSynced sets "Synchronize to eMS" on a list crmsync linked by command, so the
+// CRM shows it, and the list's next change does not read as sync turned off.
+func (ls *Lists) markSynced(ctx context.Context, conn *store.Connection, l *store.MarketingList) error {
+	client, err := clientFor(ls.API, conn)
+	if err != nil {
+		return Permanent(err)
+	}
+	if err := client.Update(ctx, "lists", l.CRMListID, map[string]any{"cs_synctoems": true}); err != nil {
+		return fmt.Errorf("set cs_synctoems on list %s: %w", l.CRMListID, crmError(err))
+	}
+	return nil
+}
+
 // refresh reads a list's row through the Web API (webhooks carry only what changed)
-// and stores it; nil when the list no longer exists or cannot be read, with a warning.
-func (ls *Lists) refresh(ctx context.Context, ev *Event, listID string) (*store.MarketingList, error) {
+// and stores it; nil when the list no longer exists or cannot be read, with a
+// warning. syncedInCRM is the row's "Synchronize to eMS".
+func (ls *Lists) refresh(ctx context.Context, ev *Event, listID string) (l *store.MarketingList, syncedInCRM bool, err error) {
 	client, err := clientFor(ls.API, ev.Connection)
 	if err != nil {
 		ev.Warn("list sync reads lists through the Web API: " + err.Error())
-		return nil, nil
+		return nil, false, nil
 	}
 	row, err := client.Get(ctx, "lists", listID, listColumns)
 	if errors.Is(err, dataverse.ErrNotFound) {
 		ev.Warn("the list no longer exists in the CRM")
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, crmError(err)
+		return nil, false, crmError(err)
 	}
 	in, err := listFromRow(listID, row)
 	if err != nil {
-		return nil, Permanent(err)
+		return nil, false, Permanent(err)
 	}
+	syncedInCRM = in.SyncToEMS
 	if ev.Context.MessageName == dataverse.MessageSyncMarketingList {
 		in.SyncToEMS = true // the command links the list, whatever the column says
 	}
-	l, err := ls.Store.SaveListFromCRM(ctx, ev.Connection.Tenant, ev.Connection.ID, in)
+	l, err = ls.Store.SaveListFromCRM(ctx, ev.Connection.Tenant, ev.Connection.ID, in)
 	if errors.Is(err, store.ErrConflict) {
-		return nil, Permanent(err)
+		return nil, false, Permanent(err)
 	}
-	return l, err
+	return l, syncedInCRM, err
 }
 
 // listFromRow reads a list row of the Web API.
@@ -363,6 +388,15 @@ func (ls *Lists) SyncNow(ctx context.Context, tenant, listID string, dryRun bool
 		conn, err := ls.Store.ConnectionForWebhook(ctx, l.ConnectionID)
 		if err != nil {
 			return nil, err
+		}
+		if !l.SyncToEMS {
+			err := ls.markSynced(ctx, conn, l)
+			if errors.Is(err, dataverse.ErrNotFound) {
+				return nil, store.ErrNotFound // deleted in the CRM since crmsync saw it
+			}
+			if err != nil {
+				return nil, err
+			}
 		}
 		if _, err := ls.ensureLinked(ctx, conn, l); err != nil {
 			return nil, err

@@ -363,7 +363,7 @@ func TestDynamicListReconcileDryRunAndRemoval(t *testing.T) {
 func TestSyncCommandLinksAList(t *testing.T) {
 	t.Parallel()
 	c := startListCRM(t)
-	c.register(t, [2]string{"cs_SyncMarketingList", "list"})
+	c.register(t, [2]string{"cs_SyncMarketingList", "list"}, [2]string{"Update", "list"})
 	ctx := context.Background()
 	eve := c.create(t, "contacts", map[string]any{"lastname": "Eve", "emailaddress1": "eve@example.de"})
 	listID := c.create(t, "lists", map[string]any{"listname": "Press", "createdfromcode": dataverse.ListMemberContact, "type": false})
@@ -376,6 +376,18 @@ func TestSyncCommandLinksAList(t *testing.T) {
 	l := c.waitList(t, listID, func(l listView) bool { return l.MemberCount == 1 && l.LastSyncedAt != nil })
 	if !l.SyncToEms || l.Group == nil || l.Group.SubscriberCount != 1 {
 		t.Errorf("list = %+v", l)
+	}
+	// The CRM shows the list as synchronised, and its next change keeps it so.
+	row, err := c.user.Get(ctx, "lists", listID, []string{"cs_synctoems"})
+	if synced, _ := row.Bool("cs_synctoems"); err != nil || !synced {
+		t.Errorf("the CRM's list after the command: %v, %v", row, err)
+	}
+	if err := c.user.Update(ctx, "lists", listID, map[string]any{"listname": "Press (renamed)"}); err != nil {
+		t.Fatal(err)
+	}
+	l = c.waitList(t, listID, func(l listView) bool { return l.Name == "Press (renamed)" })
+	if !l.SyncToEms || l.Group == nil {
+		t.Errorf("list after a change in the CRM = %+v", l)
 	}
 }
 
@@ -403,15 +415,26 @@ func TestListSyncBadInput(t *testing.T) {
 	if got := code(c.in.graphql(c.in.token("acme", "viewer"), sync, map[string]any{"l": broken})); got != "FORBIDDEN" {
 		t.Errorf("viewer: %q", got)
 	}
-	if r := c.syncList(t, broken, true); r.Status != "SKIPPED" {
+	if r := c.syncList(t, broken, false); r.Status != "APPLIED" {
+		t.Fatalf("first run = %+v", r)
+	}
+	unsynced := c.create(t, "lists", map[string]any{"listname": "Never synced", "createdfromcode": dataverse.ListMemberContact, "type": false})
+	if r := c.syncList(t, unsynced, true); r.Status != "SKIPPED" {
 		t.Fatalf("dry run = %+v", r)
 	}
-	if err := c.user.Delete(context.Background(), "lists", broken); err != nil {
-		t.Fatal(err)
+	for _, id := range []string{broken, unsynced} {
+		if err := c.user.Delete(context.Background(), "lists", id); err != nil {
+			t.Fatal(err)
+		}
 	}
+	// A synced list deleted in the CRM (its webhook lost): the run fails with the reason.
 	r := c.syncList(t, broken, false)
 	if r.Status != "FAILED" || r.Error == nil || !strings.Contains(*r.Error, "404") {
 		t.Errorf("run of a list deleted in the CRM = %+v (error %v)", r, r.Error)
+	}
+	// An unsynced list deleted in the CRM cannot be linked: NOT_FOUND, and no group.
+	if got := code(c.in.graphql(c.tok, sync, map[string]any{"l": unsynced})); got != "NOT_FOUND" {
+		t.Errorf("syncing an unsynced list deleted in the CRM: %q", got)
 	}
 	other := c.in.token("globex", "admin")
 	if got := code(c.in.graphql(other, `query($l: ID!) { marketingList(id: $l) { id } }`, map[string]any{"l": broken})); got != "NOT_FOUND" {
