@@ -306,16 +306,8 @@ func (s *Store) ConnectionForWebhook(ctx context.Context, id string) (*Connectio
 
 // Connections lists the tenant's connections, oldest first.
 func (s *Store) Connections(ctx context.Context, tenant string) ([]*Connection, error) {
-	cur, err := s.db.Collection(colConnections).Find(ctx, bson.D{{Key: "tenant", Value: tenant}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(1000))
-	if err != nil {
-		return nil, unavailable("list connections", err)
-	}
-	var out []*Connection
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, unavailable("list connections", err)
-	}
-	return out, nil
+	return findAll[Connection](ctx, s.db.Collection(colConnections), "connections", bson.D{{Key: "tenant", Value: tenant}},
+		options.Find().SetSort(byID).SetLimit(1000))
 }
 
 // ReactionSecret opens the connection's reaction signing secret ("whsec_…"); ""

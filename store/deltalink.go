@@ -58,15 +58,7 @@ func (s *Store) SaveDeltaLink(ctx context.Context, d *DeltaLink) error {
 // connections collection is small (one document per CRM organisation), so this
 // scan stays cheap in the embedded store too.
 func (s *Store) SweepConnections(ctx context.Context) ([]*Connection, error) {
-	cur, err := s.db.Collection(colConnections).Find(ctx,
+	return findAll[Connection](ctx, s.db.Collection(colConnections), "connections to sweep",
 		bson.D{{Key: "clientId", Value: bson.D{{Key: "$exists", Value: true}, {Key: "$ne", Value: ""}}}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
-	if err != nil {
-		return nil, unavailable("list connections to sweep", err)
-	}
-	var out []*Connection
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, unavailable("list connections to sweep", err)
-	}
-	return out, nil
+		options.Find().SetSort(byID))
 }

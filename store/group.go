@@ -60,19 +60,11 @@ func (s *Store) Group(ctx context.Context, tenant, id string) (*Group, error) {
 // SyncedGroups lists the groups of a connection that have CRM sync on: the groups a
 // CRM change must reach.
 func (s *Store) SyncedGroups(ctx context.Context, tenant, connectionID string) ([]*Group, error) {
-	cur, err := s.db.Collection(colGroups).Find(ctx, bson.D{
+	return findAll[Group](ctx, s.db.Collection(colGroups), "synced groups", bson.D{
 		{Key: "tenant", Value: tenant},
 		{Key: "connectionId", Value: connectionID},
 		{Key: "crmSync", Value: true},
 	})
-	if err != nil {
-		return nil, unavailable("list synced groups", err)
-	}
-	var out []*Group
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, unavailable("list synced groups", err)
-	}
-	return out, nil
 }
 
 // GroupsPage lists up to first of the tenant's groups after the given id, in id

@@ -128,13 +128,9 @@ type Membership struct {
 
 // SubscriberMemberships lists the list memberships a subscriber had, ended or not.
 func (s *Store) SubscriberMemberships(ctx context.Context, tenant, subscriberID string) ([]Membership, error) {
-	cur, err := s.db.Collection(colListMembers).Find(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "subscriberId", Value: subscriberID}})
+	lms, err := findAll[listMember](ctx, s.db.Collection(colListMembers), "memberships", bson.D{{Key: "tenant", Value: tenant}, {Key: "subscriberId", Value: subscriberID}})
 	if err != nil {
-		return nil, unavailable("find memberships", err)
-	}
-	var lms []listMember
-	if err := cur.All(ctx, &lms); err != nil {
-		return nil, unavailable("find memberships", err)
+		return nil, err
 	}
 	out := make([]Membership, len(lms))
 	for i, lm := range lms {

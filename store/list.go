@@ -285,19 +285,11 @@ func (s *Store) AdvanceSchedule(ctx context.Context, l *MarketingList, due time.
 }
 
 func (s *Store) findLists(ctx context.Context, filter bson.D, limit int) ([]*MarketingList, error) {
-	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: 1}})
+	opts := options.Find().SetSort(byID)
 	if limit > 0 {
 		opts.SetLimit(int64(limit))
 	}
-	cur, err := s.db.Collection(colLists).Find(ctx, filter, opts)
-	if err != nil {
-		return nil, unavailable("list lists", err)
-	}
-	var out []*MarketingList
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, unavailable("list lists", err)
-	}
-	return out, nil
+	return findAll[MarketingList](ctx, s.db.Collection(colLists), "lists", filter, opts)
 }
 
 func equalPtr[T comparable](a, b *T) bool {

@@ -369,15 +369,11 @@ func (s *Store) removeMembers(ctx context.Context, l *MarketingList, lms []listM
 	}
 	// A subscriber stays in the group while another list of it still holds it.
 	still := map[string]bool{}
-	cur, err := s.db.Collection(colListMembers).Find(ctx, bson.D{
+	others, err := findAll[listMember](ctx, s.db.Collection(colListMembers), "list members", bson.D{
 		{Key: "tenant", Value: l.Tenant}, {Key: "subscriberId", Value: bson.D{{Key: "$in", Value: subIDs}}}, {Key: "removedAt", Value: nil},
 	})
 	if err != nil {
-		return nil, unavailable("remove list members", err)
-	}
-	var others []listMember
-	if err := cur.All(ctx, &others); err != nil {
-		return nil, unavailable("remove list members", err)
+		return nil, err
 	}
 	for _, o := range others {
 		still[o.SubscriberID] = true

@@ -257,16 +257,26 @@ func (s *Store) DropDatabase(ctx context.Context) error {
 	return s.db.Drop(ctx)
 }
 
-// findPage reads up to first documents of col that match filter, in sort order,
-// and reports whether more follow (it asks for one more to know).
-func findPage[T any](ctx context.Context, col *mongo.Collection, what string, filter, sort bson.D, first int) ([]*T, bool, error) {
-	cur, err := col.Find(ctx, filter, options.Find().SetSort(sort).SetLimit(int64(first)+1))
+// findAll reads every document of col that matches filter; what names them in
+// errors.
+func findAll[T any](ctx context.Context, col *mongo.Collection, what string, filter bson.D, opts ...options.Lister[options.FindOptions]) ([]*T, error) {
+	cur, err := col.Find(ctx, filter, opts...)
 	if err != nil {
-		return nil, false, unavailable("list "+what, err)
+		return nil, unavailable("list "+what, err)
 	}
 	var out []*T
 	if err := cur.All(ctx, &out); err != nil {
-		return nil, false, unavailable("list "+what, err)
+		return nil, unavailable("list "+what, err)
+	}
+	return out, nil
+}
+
+// findPage reads up to first documents of col that match filter, in sort order,
+// and reports whether more follow (it asks for one more to know).
+func findPage[T any](ctx context.Context, col *mongo.Collection, what string, filter, sort bson.D, first int) ([]*T, bool, error) {
+	out, err := findAll[T](ctx, col, what, filter, options.Find().SetSort(sort).SetLimit(int64(first)+1))
+	if err != nil {
+		return nil, false, err
 	}
 	if len(out) > first {
 		return out[:first], true, nil

@@ -109,18 +109,10 @@ func (s *Store) Run(ctx context.Context, tenant, id string) (*SyncRun, error) {
 
 // RunnableRuns lists pending runs, of every tenant, whose next attempt is due.
 func (s *Store) RunnableRuns(ctx context.Context, now time.Time, limit int) ([]*SyncRun, error) {
-	cur, err := s.db.Collection(colRuns).Find(ctx, bson.D{
+	return findAll[SyncRun](ctx, s.db.Collection(colRuns), "runnable runs", bson.D{
 		{Key: "status", Value: RunPending},
 		{Key: "nextAttemptAt", Value: bson.D{{Key: "$lte", Value: now.UTC()}}},
 	}, options.Find().SetSort(bson.D{{Key: "nextAttemptAt", Value: 1}}).SetLimit(int64(limit)))
-	if err != nil {
-		return nil, unavailable("list runnable runs", err)
-	}
-	var out []*SyncRun
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, unavailable("list runnable runs", err)
-	}
-	return out, nil
 }
 
 // RunsPage lists a list's runs, newest first, after the given run id.
