@@ -76,10 +76,7 @@ func (c *Config) setDefaults() error {
 	if c.Registry == nil {
 		c.Registry = NewRegistry()
 		// One set of Web API clients for every step, so they share token caches.
-		var api webAPI = storeClients(c.Store)
-		if c.CRM != nil {
-			api = c.CRM
-		}
+		api := apiOf(c.Store, c.CRM)
 		addRecipientSteps(c.Registry, c.Store, api, c.Now)
 		registerListSteps(c.Registry, &Lists{Store: c.Store, API: api, Now: c.Now})
 		c.Registry.Handle(StepKey{Message: MessageGroupRenamed, Entity: EntityGroup, Stage: dataverse.StagePostOperation}, groupRenamed(c.Store, api))

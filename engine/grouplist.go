@@ -37,9 +37,9 @@ func groupListID(g *store.Group, mt store.RecipientType) string {
 
 // createdFromCode is list.createdfromcode of a member type.
 func createdFromCode(mt store.RecipientType) int {
-	for code, t := range memberTypes {
-		if t == mt {
-			return int(code)
+	for _, code := range []int{dataverse.ListMemberAccount, dataverse.ListMemberContact, dataverse.ListMemberLead} {
+		if t, _ := memberType(int64(code)); t == mt {
+			return code
 		}
 	}
 	return dataverse.ListMemberContact

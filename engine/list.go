@@ -36,11 +36,13 @@ type Lists struct {
 // listColumns are the columns of list that list sync reads.
 var listColumns = []string{"listname", "type", "createdfromcode", "query", "cs_synctoems", "cs_periodicsync", "cs_syncinterval", "cs_syncat"}
 
-// memberTypes maps list.createdfromcode to the member's recipient type.
-var memberTypes = map[int64]store.RecipientType{
-	dataverse.ListMemberAccount: store.RecipientAccount,
-	dataverse.ListMemberContact: store.RecipientContact,
-	dataverse.ListMemberLead:    store.RecipientLead,
+// memberType is the recipient type of a list's members, by its createdfromcode.
+func memberType(code int64) (store.RecipientType, bool) {
+	table, _, ok := dataverse.ListMemberTable(int(code))
+	if !ok {
+		return "", false
+	}
+	return store.RecipientTypeOf(table)
 }
 
 // intervals maps cs_syncinterval to the schedule's interval.
@@ -162,7 +164,7 @@ func (ls *Lists) refresh(ctx context.Context, ev *Event, listID string) (l *stor
 // listFromRow reads a list row of the Web API.
 func listFromRow(id string, row dataverse.Row) (store.ListFromCRM, error) {
 	code, _ := row.Int("createdfromcode")
-	mt, ok := memberTypes[code]
+	mt, ok := memberType(code)
 	if !ok {
 		return store.ListFromCRM{}, fmt.Errorf("list %s has the unknown member type (createdfromcode) %d", id, code)
 	}

@@ -39,6 +39,15 @@ func storeClients(st RecipientStore) webAPI {
 	return nil
 }
 
+// apiOf is the Web API clients to use: crm when given, else clients made from the
+// store's secrets.
+func apiOf(st *store.Store, crm *CRMClients) webAPI {
+	if crm != nil {
+		return crm
+	}
+	return storeClients(st)
+}
+
 // errNoWebAPI is what a step without Web API clients reports.
 var errNoWebAPI = errors.New("crmsync was started without access to the Web API")
 

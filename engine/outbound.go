@@ -111,12 +111,4 @@ func crmError(err error) error {
 	return err
 }
 
-func entitySet(rt store.RecipientType) string {
-	switch rt {
-	case store.RecipientAccount:
-		return "accounts"
-	case store.RecipientLead:
-		return "leads"
-	}
-	return "contacts"
-}
+func entitySet(rt store.RecipientType) string { return tableSet(rt.Entity()) }

@@ -72,11 +72,7 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 	cfg.Backoff = cmp.Or(cfg.Backoff, 30*time.Second)
 	cfg.PageSize = cmp.Or(cfg.PageSize, dataverse.MaxPageSize)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	var api webAPI = storeClients(cfg.Store)
-	if cfg.CRM != nil {
-		api = cfg.CRM
-	}
-	return &Scheduler{cfg: cfg, lists: &Lists{Store: cfg.Store, API: api, Now: cfg.Now}}, nil
+	return &Scheduler{cfg: cfg, lists: &Lists{Store: cfg.Store, API: apiOf(cfg.Store, cfg.CRM), Now: cfg.Now}}, nil
 }
 
 // Start runs the scheduler until Stop; it returns at once.
