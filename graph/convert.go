@@ -79,6 +79,16 @@ func inboxStatus(s model.SyncStatus) store.InboxStatus {
 	return ""
 }
 
+// listArg is the caller's tenant and the list id argument, checked by parseListID.
+func listArg(ctx context.Context, id, field string) (tenant, listID string, err error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	listID, err = parseListID(id, field)
+	return c.Tenant, listID, err
+}
+
 // parseListID checks that a list id is a GUID, as the CRM's ids are, and gives it
 // in the lower-case form crmsync stores.
 func parseListID(id, field string) (string, error) {

@@ -24,42 +24,30 @@ func (r *marketingListResolver) MemberCount(ctx context.Context, obj *store.Mark
 }
 
 func (r *mutationResolver) SyncMarketingList(ctx context.Context, listID string, dryRun *bool) (*store.SyncRun, error) {
-	c, err := caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseListID(listID, "listId")
+	tenant, id, err := listArg(ctx, listID, "listId")
 	if err != nil {
 		return nil, err
 	}
 	if r.Lists == nil {
 		return nil, &Error{Code: CodeInternal, Message: "list sync is not available in this process"}
 	}
-	return r.Lists.SyncNow(ctx, c.Tenant, id, deref(dryRun))
+	return r.Lists.SyncNow(ctx, tenant, id, deref(dryRun))
 }
 
 func (r *mutationResolver) SetListSchedule(ctx context.Context, listID string, input model.ListScheduleInput) (*store.MarketingList, error) {
-	c, err := caller(ctx)
+	tenant, id, err := listArg(ctx, listID, "listId")
 	if err != nil {
 		return nil, err
 	}
-	id, err := parseListID(listID, "listId")
-	if err != nil {
-		return nil, err
-	}
-	return r.Store.SetListSchedule(ctx, c.Tenant, id, input.Periodic, input.Interval, input.SyncAt)
+	return r.Store.SetListSchedule(ctx, tenant, id, input.Periodic, input.Interval, input.SyncAt)
 }
 
 func (r *queryResolver) MarketingList(ctx context.Context, id string) (*store.MarketingList, error) {
-	c, err := caller(ctx)
+	tenant, lid, err := listArg(ctx, id, "id")
 	if err != nil {
 		return nil, err
 	}
-	lid, err := parseListID(id, "id")
-	if err != nil {
-		return nil, err
-	}
-	return r.Store.List(ctx, c.Tenant, lid)
+	return r.Store.List(ctx, tenant, lid)
 }
 
 func (r *queryResolver) MarketingLists(ctx context.Context, connectionID string, first *int, after *string) (*model.MarketingListConnection, error) {
@@ -92,17 +80,13 @@ func (r *queryResolver) SyncRun(ctx context.Context, id string) (*store.SyncRun,
 }
 
 func (r *queryResolver) SyncRuns(ctx context.Context, listID string, first *int, after *string) (*model.SyncRunConnection, error) {
-	c, err := caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	lid, err := parseListID(listID, "listId")
+	tenant, lid, err := listArg(ctx, listID, "listId")
 	if err != nil {
 		return nil, err
 	}
 	es, info, total, err := idEdges(first, after, func(afterID string, n int) ([]*store.SyncRun, bool, error) {
-		return r.Store.RunsPage(ctx, c.Tenant, lid, afterID, n)
-	}, func() (int, error) { return r.Store.CountRuns(ctx, c.Tenant, lid) },
+		return r.Store.RunsPage(ctx, tenant, lid, afterID, n)
+	}, func() (int, error) { return r.Store.CountRuns(ctx, tenant, lid) },
 		func(run *store.SyncRun) string { return run.ID },
 		func(c string, run *store.SyncRun) *model.SyncRunEdge { return &model.SyncRunEdge{Cursor: c, Node: run} })
 	if err != nil {
