@@ -44,6 +44,9 @@ type SchedulerConfig struct {
 	// stays bounded by it, whatever the list's size. Default 5000, the Web API's
 	// page.
 	PageSize int
+	// Retention is how long finished runs and their changes are kept; default 14
+	// days (the inbox's). Each instance removes older ones about once an hour.
+	Retention time.Duration
 	// Logger receives one line per failed run; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -53,9 +56,10 @@ type SchedulerConfig struct {
 // Scheduler fires due list schedules, once per due time across the fleet, and runs
 // pending list syncs under a fenced job lease per list.
 type Scheduler struct {
-	cfg   SchedulerConfig
-	lists *Lists
-	loop  loop
+	cfg           SchedulerConfig
+	lists         *Lists
+	loop          loop
+	lastRetention time.Time
 }
 
 // NewScheduler validates cfg and returns a scheduler that has not started.
@@ -71,6 +75,7 @@ func NewScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 5)
 	cfg.Backoff = cmp.Or(cfg.Backoff, 30*time.Second)
 	cfg.PageSize = cmp.Or(cfg.PageSize, dataverse.MaxPageSize)
+	cfg.Retention = cmp.Or(cfg.Retention, 14*24*time.Hour)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	return &Scheduler{cfg: cfg, lists: &Lists{Store: cfg.Store, API: apiOf(cfg.Store, cfg.CRM), Now: cfg.Now}}, nil
 }
@@ -108,6 +113,18 @@ func (s *Scheduler) Tick(ctx context.Context) {
 	for _, l := range due {
 		if err := s.fire(ctx, l, *l.NextSyncAt); err != nil {
 			log.WarnContext(ctx, "scheduler cannot fire a schedule", slog.String("list", l.CRMListID), slog.String("error", err.Error()))
+		}
+	}
+	if now.Sub(s.lastRetention) >= time.Hour {
+		s.lastRetention = now
+		for {
+			n, err := s.cfg.Store.DeleteRunsBefore(ctx, now.Add(-s.cfg.Retention), 1000)
+			if err != nil {
+				log.WarnContext(ctx, "scheduler cannot apply the runs' retention", slog.String("error", err.Error()))
+			}
+			if err != nil || n < 1000 {
+				break
+			}
 		}
 	}
 	runs, err := s.cfg.Store.RunnableRuns(ctx, now, 100)

@@ -300,3 +300,53 @@ func TestDeletedSubscriberLeavesItsListsWithoutItsAddress(t *testing.T) {
 		t.Errorf("memberships after the drop: %+v", ms)
 	}
 }
+
+func TestRunRetentionKeepsPendingAndRecentRuns(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	old, recent := now.Add(-30*24*time.Hour), now.Add(-time.Hour)
+	for _, r := range []struct {
+		id       string
+		finished *time.Time
+	}{{"old", &old}, {"recent", &recent}, {"pending", nil}} {
+		run := &store.SyncRun{ID: r.id, Tenant: "t1", CRMListID: "l1", StartedAt: old}
+		if _, err := s.CreateRun(ctx, run); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.StartRun(ctx, run, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CheckpointRun(ctx, run, []store.SyncChange{{Email: r.id + "@example.com", Action: store.ChangeAdd}}); err != nil {
+			t.Fatal(err)
+		}
+		if r.finished != nil {
+			run.Status, run.FinishedAt = store.RunApplied, r.finished
+			if err := s.FinishRun(ctx, run); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, err := s.DeleteRunsBefore(ctx, now.Add(-14*24*time.Hour), 100); err != nil || n != 1 {
+		t.Fatalf("DeleteRunsBefore = %d, %v; want the one old finished run", n, err)
+	}
+	if _, err := s.Run(ctx, "t1", "old"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("old run: %v", err)
+	}
+	if changes, _, _ := s.ChangesPage(ctx, &store.SyncRun{ID: "old", Fence: 1}, "", 10); len(changes) != 0 {
+		t.Errorf("the old run's changes stayed: %v", changes)
+	}
+	for _, id := range []string{"recent", "pending"} {
+		r, err := s.Run(ctx, "t1", id)
+		if err != nil {
+			t.Fatalf("%s run: %v", id, err)
+		}
+		if changes, _, _ := s.ChangesPage(ctx, r, "", 10); len(changes) != 1 {
+			t.Errorf("%s run lost its changes: %v", id, changes)
+		}
+	}
+	if n, _ := s.DeleteRunsBefore(ctx, now.Add(-14*24*time.Hour), 100); n != 0 {
+		t.Errorf("second pass removed %d", n)
+	}
+}

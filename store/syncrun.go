@@ -227,3 +227,28 @@ func (s *Store) ChangesPage(ctx context.Context, r *SyncRun, afterID string, fir
 	}
 	return findPage[SyncChange](ctx, s.db.Collection(colChanges), "run changes", filter, byID, first)
 }
+
+// DeleteRunsBefore removes up to limit runs, of every tenant, that finished before
+// the given time, with their changes, and reports how many it removed; the
+// scheduler applies the same retention as the inbox, so that the collections it
+// looks through stay bounded.
+func (s *Store) DeleteRunsBefore(ctx context.Context, before time.Time, limit int) (int, error) {
+	old, err := findAll[SyncRun](ctx, s.db.Collection(colRuns), "finished runs", bson.D{
+		{Key: "status", Value: bson.D{{Key: "$ne", Value: RunPending}}},
+		{Key: "finishedAt", Value: bson.D{{Key: "$lt", Value: before.UTC()}}},
+	}, options.Find().SetLimit(int64(limit)).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil || len(old) == 0 {
+		return 0, err
+	}
+	ids := make(bson.A, len(old))
+	for i, r := range old {
+		ids[i] = r.ID
+	}
+	if _, err := s.db.Collection(colChanges).DeleteMany(ctx, bson.D{{Key: "runId", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+		return 0, unavailable("delete old run changes", err)
+	}
+	if _, err := s.db.Collection(colRuns).DeleteMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}); err != nil {
+		return 0, unavailable("delete old runs", err)
+	}
+	return len(old), nil
+}

@@ -99,7 +99,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	// List syncs run under a fenced job lease per list, once per due time in the fleet.
 	lists := &engine.Lists{Store: st, API: crm, Now: time.Now}
 	scheduler, err := engine.NewScheduler(engine.SchedulerConfig{
-		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Seen: queue.NewRunSets(rdb.Client, keys), CRM: crm, Interval: cfg.SchedulerInterval, Logger: logger,
+		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Seen: queue.NewRunSets(rdb.Client, keys), CRM: crm, Retention: cfg.InboxRetention, Interval: cfg.SchedulerInterval, Logger: logger,
 	})
 	if err != nil {
 		return err
