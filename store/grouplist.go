@@ -72,7 +72,7 @@ func (s *Store) NotListMembers(ctx context.Context, l *MarketingList, subs []*Su
 		ids = append(ids, listMemberID(l.Tenant, l.CRMListID, sub.CRMRecord.ID))
 	}
 	var lms []listMember
-	if err := s.findEach(ctx, colListMembers, ids, &lms); err != nil {
+	if err := s.findIn(ctx, colListMembers, ids, &lms); err != nil {
 		return nil, err
 	}
 	active := make(map[string]bool, len(lms))

@@ -2,9 +2,7 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -72,7 +70,7 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 		lmIDs[i] = listMemberID(l.Tenant, l.CRMListID, m.Ref.ID)
 	}
 	var lms []listMember
-	if err := s.findEach(ctx, colListMembers, lmIDs, &lms); err != nil {
+	if err := s.findIn(ctx, colListMembers, lmIDs, &lms); err != nil {
 		return nil, err
 	}
 	known := make(map[string]listMember, len(lms))
@@ -102,7 +100,7 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 			linkIDs = append(linkIDs, crmLinkID(l.Tenant, l.GroupID, m.Ref))
 		}
 		var links []crmLink
-		if err := s.findEach(ctx, colCRMLinks, linkIDs, &links); err != nil {
+		if err := s.findIn(ctx, colCRMLinks, linkIDs, &links); err != nil {
 			return nil, err
 		}
 		for _, k := range links {
@@ -115,7 +113,7 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 			}
 		}
 		var claims []addressClaim
-		if err := s.findEach(ctx, colAddresses, claimIDs, &claims); err != nil {
+		if err := s.findIn(ctx, colAddresses, claimIDs, &claims); err != nil {
 			return nil, err
 		}
 		for _, c := range claims {
@@ -123,7 +121,7 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 			subIDs = append(subIDs, c.SubscriberID)
 		}
 		var found []*Subscriber
-		if err := s.findEach(ctx, colSubscribers, subIDs, &found); err != nil {
+		if err := s.findIn(ctx, colSubscribers, subIDs, &found); err != nil {
 			return nil, err
 		}
 		for _, sub := range found {
@@ -289,7 +287,7 @@ func (s *Store) RemoveListMembers(ctx context.Context, l *MarketingList, recordI
 		ids[i] = listMemberID(l.Tenant, l.CRMListID, id)
 	}
 	var lms []listMember
-	if err := s.findEach(ctx, colListMembers, ids, &lms); err != nil {
+	if err := s.findIn(ctx, colListMembers, ids, &lms); err != nil {
 		return nil, err
 	}
 	return s.removeMembers(ctx, l, lms)
@@ -410,42 +408,6 @@ func (s *Store) MarkListSynced(ctx context.Context, l *MarketingList, at time.Ti
 		bson.D{{Key: "$set", Value: bson.D{{Key: "lastSyncedAt", Value: at.UTC()}}}})
 	if err != nil {
 		return unavailable("mark list synced", err)
-	}
-	return nil
-}
-
-// findEach loads the documents whose _id is among ids, like findIn. On real
-// MongoDB that is one $in query on the _id index; FerretDB cannot use an index for
-// $in and would scan the collection for every call, so there it looks each id up
-// on its own — linear in ids, not in the collection.
-func (s *Store) findEach(ctx context.Context, col string, ids bson.A, out any) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if !s.ferret {
-		return s.findIn(ctx, col, ids, out)
-	}
-	slice := reflect.ValueOf(out).Elem()
-	elem := slice.Type().Elem()
-	for _, id := range ids {
-		raw, err := s.db.Collection(col).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			continue
-		}
-		if err != nil {
-			return unavailable("find "+col, err)
-		}
-		v := reflect.New(elem)
-		if elem.Kind() == reflect.Pointer {
-			v.Elem().Set(reflect.New(elem.Elem()))
-			err = bson.Unmarshal(raw, v.Elem().Interface())
-		} else {
-			err = bson.Unmarshal(raw, v.Interface())
-		}
-		if err != nil {
-			return fmt.Errorf("decode %s %v: %w", col, id, err)
-		}
-		slice.Set(reflect.Append(slice, v.Elem()))
 	}
 	return nil
 }

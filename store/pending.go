@@ -49,7 +49,7 @@ func (s *Store) takePending(ctx context.Context, subs map[string]*Subscriber) er
 		ids = append(ids, id)
 	}
 	var found []pendingSubscription
-	if err := s.findEach(ctx, colPending, ids, &found); err != nil || len(found) == 0 {
+	if err := s.findIn(ctx, colPending, ids, &found); err != nil || len(found) == 0 {
 		return err
 	}
 	done := bson.A{}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -286,3 +287,46 @@ func findPage[T any](ctx context.Context, col *mongo.Collection, what string, fi
 
 // byID is the sort of pages in id order.
 var byID = bson.D{{Key: "_id", Value: 1}}
+
+// findIn loads the documents whose _id is among ids. On real MongoDB that is one
+// $in query on the _id index; FerretDB cannot use an index for $in and would scan
+// the collection for every call, so there it looks each id up on its own — linear
+// in ids, not in the collection.
+func (s *Store) findIn(ctx context.Context, col string, ids bson.A, out any) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if !s.ferret {
+		cur, err := s.db.Collection(col).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+		if err != nil {
+			return unavailable("find "+col, err)
+		}
+		if err := cur.All(ctx, out); err != nil {
+			return unavailable("find "+col, err)
+		}
+		return nil
+	}
+	slice := reflect.ValueOf(out).Elem()
+	elem := slice.Type().Elem()
+	for _, id := range ids {
+		raw, err := s.db.Collection(col).FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return unavailable("find "+col, err)
+		}
+		v := reflect.New(elem)
+		if elem.Kind() == reflect.Pointer {
+			v.Elem().Set(reflect.New(elem.Elem()))
+			err = bson.Unmarshal(raw, v.Elem().Interface())
+		} else {
+			err = bson.Unmarshal(raw, v.Interface())
+		}
+		if err != nil {
+			return fmt.Errorf("decode %s %v: %w", col, id, err)
+		}
+		slice.Set(reflect.Append(slice, v.Elem()))
+	}
+	return nil
+}

@@ -309,18 +309,6 @@ func (row *upsertRow) applyTo(sub *Subscriber, now time.Time, uc *upsertCtx) {
 	sub.UpdatedAt = now
 }
 
-// findIn loads the documents whose _id is among ids.
-func (s *Store) findIn(ctx context.Context, col string, ids bson.A, out any) error {
-	cur, err := s.db.Collection(col).Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
-	if err != nil {
-		return unavailable("find "+col, err)
-	}
-	if err := cur.All(ctx, out); err != nil {
-		return unavailable("find "+col, err)
-	}
-	return nil
-}
-
 func validateRow(in SubscriberInput) (*upsertRow, string) {
 	email, err := NormalizeEmail(in.Email)
 	if err != nil {
