@@ -53,6 +53,9 @@ type Config struct {
 	Notices interface {
 		EventFinished(ctx context.Context, tenant, eventID string) error
 	}
+	// Campaigns creates the sends the CRM's "Send campaign" asks for; without it,
+	// that command fails with the reason.
+	Campaigns *Campaigns
 	// Logger receives one line per failed event; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -81,10 +84,20 @@ func (c *Config) setDefaults() error {
 		registerListSteps(c.Registry, &Lists{Store: c.Store, API: api, Now: c.Now})
 		c.Registry.Handle(StepKey{Message: MessageGroupRenamed, Entity: EntityGroup, Stage: dataverse.StagePostOperation}, groupRenamed(c.Store, api))
 		c.Registry.Handle(StepKey{Message: MessageSubscriberDeleted, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation}, subscriberDeleted(c.Store, api))
+		reactions := &reactionStep{st: c.Store, outbox: &Outbox{Store: c.Store, Publisher: c.Stream, Now: c.Now}, api: api, now: c.Now}
 		if c.CRM != nil {
 			c.Registry.Handle(StepKey{Message: MessageSubscriberChanged, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation},
 				subscriberToCRM(c.Store, c.CRM, c.Now))
+			reactions.writer = subscriberToCRM(c.Store, c.CRM, c.Now)
 		}
+		c.Registry.Handle(StepKey{Message: MessageReaction, Entity: EntityReaction, Stage: dataverse.StagePostOperation}, reactions)
+		send := StepFunc(func(context.Context, *Event) error {
+			return Permanent(errors.New("campaign sends are not configured in this instance"))
+		})
+		if c.Campaigns != nil {
+			send = c.Campaigns.sendCampaignStep(api)
+		}
+		c.Registry.Handle(StepKey{Message: dataverse.MessageSendCampaign, Entity: "campaignactivity", Stage: dataverse.StagePostOperation}, send)
 	}
 	c.BatchSize = cmp.Or(c.BatchSize, 64)
 	c.Block = cmp.Or(c.Block, 2*time.Second)
@@ -404,15 +417,15 @@ func (e *Engine) ack(ctx context.Context, log *slog.Logger, m queue.Message) {
 // prepare gives the event its steps work on and the key they are registered
 // for. conns keeps the connections loaded during one read.
 func (e *Engine) prepare(ctx context.Context, ev *store.InboxEvent, conns map[string]*store.Connection) (*Event, StepKey, error) {
-	if ev.Source == "reaction" {
-		// Stored and kept; campaign sends, which reactions belong to, are not built yet.
-		return nil, StepKey{}, Permanent(errors.New("reaction events are not processed by this version; replay them once campaign sends are available"))
-	}
 	ec, err := e.context(ctx, ev)
 	if err != nil {
 		return nil, StepKey{}, err
 	}
 	conn := conns[ev.ConnectionID]
+	if conn == nil && ev.ConnectionID == "" && ev.Source == SourceReaction {
+		// A reaction to a send of a group without a connection.
+		return &Event{Inbox: ev, Context: ec}, StepKey{Message: ec.MessageName, Entity: ec.PrimaryEntityName, Stage: ec.Stage}, nil
+	}
 	if conn == nil {
 		conn, err = e.cfg.Store.ConnectionForWebhook(ctx, ev.ConnectionID)
 		if errors.Is(err, store.ErrNotFound) {
@@ -441,6 +454,10 @@ func (e *Engine) context(ctx context.Context, ev *store.InboxEvent) (*dataverse.
 		return nil, err
 	}
 	ev.Body = body
+	if ev.Source == SourceReaction {
+		// The body is a reaction (store.ReactionEvent), which the reaction step reads.
+		return &dataverse.ExecutionContext{MessageName: MessageReaction, PrimaryEntityName: EntityReaction, PrimaryEntityID: ev.RecordID, Stage: dataverse.StagePostOperation}, nil
+	}
 	ec, err := dataverse.Decode([]byte(body))
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("decode event: %w", err))

@@ -172,50 +172,20 @@ func jobName(r *store.SyncRun) string { return "list:" + r.Tenant + "|" + r.CRML
 // is renewed while the run goes on; losing it cancels the run, and the fencing
 // token makes the store refuse whatever the old runner still tries to record.
 func (s *Scheduler) execute(ctx context.Context, log *slog.Logger, r *store.SyncRun) {
-	job := jobName(r)
-	token, ok, err := s.cfg.Jobs.Acquire(ctx, job, s.cfg.Owner)
-	if err != nil {
-		log.WarnContext(ctx, "scheduler cannot take a job lease", slog.String("error", err.Error()))
-		return
-	}
-	if !ok {
-		return // another instance runs this list
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		t := time.NewTicker(s.cfg.Jobs.TTL() / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-t.C:
-				if ok, err := s.cfg.Jobs.Renew(runCtx, job, s.cfg.Owner, token); err == nil && !ok {
-					log.WarnContext(ctx, "scheduler lost a job lease; the run stops", slog.String("run", r.ID))
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	defer func() {
-		cancel()
-		<-renewed
-		if err := s.cfg.Jobs.Release(context.WithoutCancel(ctx), job, s.cfg.Owner, token); err != nil {
-			log.WarnContext(ctx, "scheduler cannot release a job lease", slog.String("error", err.Error()))
-		}
-	}()
+	leased(ctx, s.cfg.Jobs, jobName(r), s.cfg.Owner, log, func(runCtx context.Context, token int64) {
+		s.runLeased(ctx, runCtx, log, r, token)
+	})
+}
 
+// runLeased runs r with the list's lease held; runCtx ends when the lease is lost.
+func (s *Scheduler) runLeased(ctx, runCtx context.Context, log *slog.Logger, r *store.SyncRun, token int64) {
 	if err := s.cfg.Store.StartRun(runCtx, r, token); err != nil {
 		if !errors.Is(err, store.ErrFenced) {
 			log.WarnContext(ctx, "scheduler cannot start a run", slog.String("run", r.ID), slog.String("error", err.Error()))
 		}
 		return
 	}
-	err = s.lists.reconcile(runCtx, r, s.cfg.Seen, s.cfg.PageSize)
+	err := s.lists.reconcile(runCtx, r, s.cfg.Seen, s.cfg.PageSize)
 	if err := s.cfg.Seen.Drop(context.WithoutCancel(ctx), r.ID); err != nil {
 		log.WarnContext(ctx, "scheduler cannot drop a run's seen set; it expires", slog.String("error", err.Error()))
 	}

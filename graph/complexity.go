@@ -3,6 +3,7 @@ package graph
 import (
 	"crmsync/graph/generated"
 	"crmsync/graph/model"
+	"crmsync/store"
 )
 
 // complexity weighs list fields by how many items they may return, so the cost limit
@@ -10,6 +11,12 @@ import (
 func complexity() generated.ComplexityRoot {
 	var c generated.ComplexityRoot
 	c.SubscriberGroup.Subscribers = func(child int, first *int, _ *string) int {
+		return 1 + child*listSize(first)
+	}
+	c.Query.CampaignSends = func(child int, first *int, _ *string) int {
+		return 1 + child*listSize(first)
+	}
+	c.CampaignSend.Reactions = func(child int, _ *store.ReactionType, first *int, _ *string) int {
 		return 1 + child*listSize(first)
 	}
 	c.Mutation.UpsertSubscribers = func(child int, _ string, rows []*model.SubscriberInput) int {

@@ -22,11 +22,7 @@ func (r *crmConnectionResolver) WebhookURL(ctx context.Context, obj *store.Conne
 }
 
 func (r *languageMappingResolver) Values(ctx context.Context, obj *store.LanguageMapping) (map[string]any, error) {
-	out := make(map[string]any, len(obj.Values))
-	for k, v := range obj.Values {
-		out[k] = v
-	}
-	return out, nil
+	return anyMap(obj.Values), nil
 }
 
 func (r *mutationResolver) CreateConnection(ctx context.Context, input model.CreateConnectionInput) (*store.Connection, error) {

@@ -18,10 +18,7 @@ import (
 // fails when one of them appears (remove it from here) and when something else is
 // missing: the served schema may only grow towards the contract.
 var notServedYet = []string{
-	"enum ReactionType", "input SendCampaignInput",
-	"type CampaignSend", "type CampaignStats", "type Reaction",
-	"Mutation.cancelCampaignSend", "Mutation.registerWebhooks", "Mutation.sendCampaign",
-	"Query.campaignSend", "Query.campaignSends",
+	"Mutation.registerWebhooks",
 }
 
 // TestServedSchemaFollowsTheContract compares the served schema with the GraphQL of

@@ -63,6 +63,23 @@ func nilIfNotFound[T any](v *T, err error) (*T, error) {
 	return v, err
 }
 
+// nonEmpty is s, or null when s is empty.
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// anyMap gives a map as the JSON scalar takes it.
+func anyMap[V any](m map[string]V) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // inboxStatus maps an API status to the inbox's; "" for SKIPPED, which the inbox

@@ -54,6 +54,14 @@ func (r *mutationResolver) DeleteSubscriberGroup(ctx context.Context, id string)
 	if err != nil {
 		return false, err
 	}
+	busy, err := r.Store.GroupHasActiveSends(ctx, c.Tenant, id)
+	if err != nil {
+		return false, err
+	}
+	if busy {
+		return false, &Error{Code: CodeConflict, Field: "id",
+			Message: "the group has campaign sends that are scheduled or going out; cancel them (cancelCampaignSend) or let them finish first"}
+	}
 	if err := r.Store.DeleteGroup(ctx, c.Tenant, id); err != nil {
 		return false, err
 	}

@@ -11,11 +11,12 @@ import (
 )
 
 // loaders batch the parent → child hops of one request (subscriber → group, group →
-// connection) into one query per hop and remember what they loaded, so a page of
-// 500 subscribers costs the same few queries as a page of one.
+// connection, reaction → subscriber) into one query per hop and remember what they
+// loaded, so a page of 500 subscribers costs the same few queries as a page of one.
 type loaders struct {
 	groups      *dataloadgen.Loader[tenantKey, *store.Group]
 	connections *dataloadgen.Loader[tenantKey, *store.Connection]
+	subscribers *dataloadgen.Loader[tenantKey, *store.Subscriber]
 }
 
 // tenantKey keeps a loader's ids scoped to the tenant that asked for them.
@@ -23,13 +24,17 @@ type tenantKey struct{ tenant, id string }
 
 func newLoaders(st *store.Store) *loaders {
 	return &loaders{
-		groups: dataloadgen.NewMappedLoader(func(ctx context.Context, keys []tenantKey) (map[tenantKey]*store.Group, error) {
-			return loadScoped(ctx, keys, st.GroupsByIDs)
-		}, dataloadgen.WithWait(time.Millisecond)),
-		connections: dataloadgen.NewMappedLoader(func(ctx context.Context, keys []tenantKey) (map[tenantKey]*store.Connection, error) {
-			return loadScoped(ctx, keys, st.ConnectionsByIDs)
-		}, dataloadgen.WithWait(time.Millisecond)),
+		groups:      scopedLoader(st.GroupsByIDs),
+		connections: scopedLoader(st.ConnectionsByIDs),
+		subscribers: scopedLoader(st.SubscribersByIDs),
 	}
+}
+
+// scopedLoader batches the loads of one kind of record into one fetch per tenant.
+func scopedLoader[V any](fetch func(context.Context, string, []string) (map[string]V, error)) *dataloadgen.Loader[tenantKey, V] {
+	return dataloadgen.NewMappedLoader(func(ctx context.Context, keys []tenantKey) (map[tenantKey]V, error) {
+		return loadScoped(ctx, keys, fetch)
+	}, dataloadgen.WithWait(time.Millisecond))
 }
 
 // loadScoped runs one query per tenant among the keys (in practice: one) and maps
@@ -82,4 +87,11 @@ func (r *Resolver) connection(ctx context.Context, tenant, id string) (*store.Co
 		return l.connections.Load(ctx, tenantKey{tenant, id})
 	}
 	return r.Store.Connection(ctx, tenant, id)
+}
+
+func (r *Resolver) subscriber(ctx context.Context, tenant, id string) (*store.Subscriber, error) {
+	if l, ok := ctx.Value(loadersKey{}).(*loaders); ok {
+		return l.subscribers.Load(ctx, tenantKey{tenant, id})
+	}
+	return r.Store.Subscriber(ctx, tenant, id)
 }

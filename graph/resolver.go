@@ -47,6 +47,20 @@ type Notices interface {
 	Subscribe(ctx context.Context, tenant string) (<-chan string, error)
 }
 
+// Campaigns creates campaign sends: engine.Campaigns is the one in use.
+type Campaigns interface {
+	// CreateSend validates a send request and stores the send, SCHEDULED (or
+	// DRAFT); bad input is a *store.InvalidError naming the field.
+	CreateSend(ctx context.Context, in SendRequest) (*store.CampaignSend, error)
+}
+
+// SendRequest is a campaign send as the API asks for it.
+type SendRequest = store.SendRequest
+
+// DefaultSendPollInterval is how often the campaignSendProgress subscription reads
+// its send.
+const DefaultSendPollInterval = 500 * time.Millisecond
+
 // Resolver holds what resolvers need; it is wiring only.
 type Resolver struct {
 	Store     *store.Store
@@ -55,6 +69,10 @@ type Resolver struct {
 	Lists     ListSync
 	Tester    ConnectionTester
 	Notices   Notices
-	PublicURL string
-	Logger    *slog.Logger
+	Campaigns Campaigns
+	// SendPollInterval is how often campaignSendProgress reads its send; 0 is
+	// DefaultSendPollInterval.
+	SendPollInterval time.Duration
+	PublicURL        string
+	Logger           *slog.Logger
 }

@@ -41,6 +41,12 @@ type Config struct {
 	// Notices feed the syncEvents subscription; nil makes it answer that live
 	// events are not available.
 	Notices Notices
+	// Campaigns creates campaign sends for sendCampaign; nil makes it answer that
+	// campaign sends are not available.
+	Campaigns Campaigns
+	// SendPollInterval is how often the campaignSendProgress subscription reads
+	// its send from the store; default DefaultSendPollInterval.
+	SendPollInterval time.Duration
 	// PublicURL is how others reach this service (CRMSYNC_PUBLIC_URL), for URLs the
 	// API hands out.
 	PublicURL string
@@ -74,7 +80,8 @@ func NewHandler(cfg Config) http.Handler {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 
 	schema := generated.NewExecutableSchema(generated.Config{
-		Resolvers:  &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, Lists: cfg.Lists, Tester: cfg.Tester, Notices: cfg.Notices, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
+		Resolvers: &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, Lists: cfg.Lists, Tester: cfg.Tester, Notices: cfg.Notices,
+			Campaigns: cfg.Campaigns, SendPollInterval: cfg.SendPollInterval, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
 		Directives: generated.DirectiveRoot{HasRole: hasRole},
 		Complexity: complexity(),
 	})

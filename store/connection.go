@@ -88,7 +88,7 @@ func (s *Store) CreateConnection(ctx context.Context, tenant string, in Connecti
 		c.ClientSecret = s.sealer.seal(in.ClientSecret)
 	}
 	if in.ReactionSecret != "" {
-		if err := validReactionSecret(in.ReactionSecret); err != nil {
+		if err := validWebhookSecret("reactionSecret", in.ReactionSecret); err != nil {
 			return nil, err
 		}
 		c.ReactionSecret = s.sealer.seal(in.ReactionSecret)
@@ -216,7 +216,7 @@ func (s *Store) UpdateConnection(ctx context.Context, tenant, id string, in Conn
 	if in.ReactionSecret != nil {
 		c.ReactionSecret = nil
 		if *in.ReactionSecret != "" {
-			if err := validReactionSecret(*in.ReactionSecret); err != nil {
+			if err := validWebhookSecret("reactionSecret", *in.ReactionSecret); err != nil {
 				return nil, err
 			}
 			c.ReactionSecret = s.sealer.seal(*in.ReactionSecret)
@@ -250,14 +250,14 @@ func validHTTPURL(field, raw string) (string, error) {
 	return strings.TrimRight(raw, "/"), nil
 }
 
-func validReactionSecret(secret string) error {
+func validWebhookSecret(field, secret string) error {
 	rest, ok := strings.CutPrefix(secret, "whsec_")
 	if !ok {
-		return invalid("reactionSecret", "must start with \"whsec_\"")
+		return invalid(field, "must start with \"whsec_\"")
 	}
 	key, err := base64.StdEncoding.DecodeString(rest)
 	if err != nil || len(key) < 24 || len(key) > 64 {
-		return invalid("reactionSecret", "must be \"whsec_\" followed by base64 of 24 to 64 random bytes")
+		return invalid(field, "must be \"whsec_\" followed by base64 of 24 to 64 random bytes")
 	}
 	return nil
 }

@@ -7,7 +7,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // The eMS → CRM side of lists: a CRM-synced group gets up to three CRM marketing
@@ -114,10 +113,7 @@ func (s *Store) RecordListMembers(ctx context.Context, l *MarketingList, subs []
 	if len(models) == 0 {
 		return nil
 	}
-	if _, err := s.db.Collection(colListMembers).BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
-		return unavailable("record list members", err)
-	}
-	return nil
+	return s.bulkWrite(ctx, colListMembers, "record list members", models)
 }
 
 // Membership is one CRM list a record is (or was) a member of through a subscriber.

@@ -266,8 +266,8 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 		if len(w.batch) == 0 {
 			continue
 		}
-		if _, err := s.db.Collection(w.col).BulkWrite(ctx, w.batch, options.BulkWrite().SetOrdered(false)); err != nil {
-			return nil, unavailable("write list members", err)
+		if err := s.bulkWrite(ctx, w.col, "write list members", w.batch); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

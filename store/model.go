@@ -108,6 +108,7 @@ type Connection struct {
 	FieldMappings       []FieldMapping       `bson:"fieldMappings"`
 	LanguageMappings    []LanguageMapping    `bson:"languageMappings,omitempty"`
 	Registration        *WebhookRegistration `bson:"registration,omitempty"`
+	Campaigns           CampaignSettings     `bson:"campaigns"`
 	CreatedAt           time.Time            `bson:"createdAt"`
 }
 
@@ -175,6 +176,10 @@ type Subscriber struct {
 	// list the group follows; it keeps its history and consent, and comes back as
 	// itself when the record is added to the list again.
 	RemovedAt *time.Time `bson:"removedAt,omitempty"`
+	// AddressInvalid is set by a hard bounce, or by SoftBounces reaching the
+	// connection's limit: campaign sends leave the address out.
+	AddressInvalid bool `bson:"addressInvalid,omitempty"`
+	SoftBounces    int  `bson:"softBounces,omitempty"`
 
 	// storedLink is the id of the CRM link known to be stored for this subscriber,
 	// so saving it again does not rewrite the link.

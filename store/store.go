@@ -77,6 +77,13 @@ const (
 	colRuns        = "syncRuns"
 	colChanges     = "syncChanges"
 	colPending     = "pendingSubscriptions"
+	colSends       = "campaignSends"
+	colRecipients  = "campaignRecipients"
+	colMessages    = "campaignMessages"
+	colReactions   = "reactions"
+	// colResponseClaims holds one document per message and reaction type whose
+	// CRM response was claimed (connections writing the first response only).
+	colResponseClaims = "campaignResponseClaims"
 )
 
 // Open connects to cfg.URI, or starts the embedded server when it is empty, and
@@ -169,6 +176,10 @@ func (s *Store) Migrate(ctx context.Context) error {
 		colListMembers: {index("tenant_1_crmListId_1_removedAt_1__id_1", "tenant", "crmListId", "removedAt", "_id"), index("tenant_1_subscriberId_1", "tenant", "subscriberId")},
 		colRuns:        {index("status_1_nextAttemptAt_1", "status", "nextAttemptAt"), index("tenant_1_crmListId_1_startedAt_1", "tenant", "crmListId", "startedAt")},
 		colChanges:     {index("runId_1__id_1", "runId", "_id")},
+		colSends:       {index("tenant_1_createdAt_1", "tenant", "createdAt"), index("status_1_nextAttemptAt_1", "status", "nextAttemptAt"), index("tenant_1_groupId_1_status_1", "tenant", "groupId", "status")},
+		colRecipients:  {index("sendId_1", "sendId")},
+		colMessages:    {index("tenant_1_sendId_1_email_1", "tenant", "sendId", "email"), index("tenant_1_sendId_1_subscriberId_1", "tenant", "sendId", "subscriberId")},
+		colReactions:   {index("tenant_1_sendId_1_type_1__id_1", "tenant", "sendId", "type", "_id")},
 	}
 	for col, models := range indexes {
 		// One at a time: FerretDB 1.24 panics when one createIndexes command names
@@ -180,7 +191,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	// Create every collection now, so the embedded store can index them at once.
-	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges, colPending} {
+	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges, colPending, colSends, colRecipients, colMessages, colReactions, colResponseClaims} {
 		err := s.db.CreateCollection(ctx, col)
 		var cmdErr mongo.CommandError
 		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists

@@ -265,8 +265,8 @@ func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows
 		}
 	}
 	if len(replaces) > 0 {
-		if _, err := s.db.Collection(colSubscribers).BulkWrite(ctx, replaces, options.BulkWrite().SetOrdered(false)); err != nil {
-			return unavailable("update subscribers", err)
+		if err := s.bulkWrite(ctx, colSubscribers, "update subscribers", replaces); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -24,16 +24,8 @@ import (
 // ReactionTolerance is how far webhook-timestamp may be from now, either way.
 const ReactionTolerance = 5 * time.Minute
 
-// Reaction is the body of a reaction webhook.
-type Reaction struct {
-	Type           string    `json:"type"`
-	CampaignSendID string    `json:"campaignSendId"`
-	Email          string    `json:"email,omitempty"`
-	SubscriberID   string    `json:"subscriberId,omitempty"`
-	OccurredAt     time.Time `json:"occurredAt"`
-	URL            string    `json:"url,omitempty"`
-	BounceType     string    `json:"bounceType,omitempty"`
-}
+// Reaction is the body of a reaction webhook; the engine reads it from the inbox.
+type Reaction = store.ReactionEvent
 
 // ReactionSecrets is what the reactions handler needs beyond the inbox.
 type ReactionSecrets interface {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"crmsync/auth"
+	"crmsync/mail"
 	"crmsync/queue"
 )
 
@@ -26,8 +27,10 @@ type config struct {
 	SecretKey     []byte
 	KeyGrace      time.Duration
 	SMTPURL       string
-	Production    bool
-	RedisPrefix   string
+	// SMTP is CRMSYNC_SMTP_URL parsed; nil when delivery by SMTP is off.
+	SMTP        *mail.SMTPConfig
+	Production  bool
+	RedisPrefix string
 	// LeaseTTL is how long a worker's claim on a stream partition lives unrenewed:
 	// how soon a dead worker's partitions pass to the others.
 	LeaseTTL time.Duration
@@ -42,6 +45,9 @@ type config struct {
 	// SweepInterval is how often each connection's changes are read through change
 	// tracking, to apply what webhooks missed; once per interval across the fleet.
 	SweepInterval time.Duration
+	// CampaignInterval is how often each instance looks for campaign sends to run
+	// (CRMSYNC_CAMPAIGN_INTERVAL).
+	CampaignInterval time.Duration
 }
 
 // configError names the variable that is wrong, as the one line the process prints.
@@ -121,7 +127,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		def  string
 		dst  *time.Duration
 	}{{"CRMSYNC_LEASE_TTL", "10s", &c.LeaseTTL}, {"CRMSYNC_RECOVERY_INTERVAL", "30s", &c.RecoveryInterval}, {"CRMSYNC_INBOX_RETENTION", "336h", &c.InboxRetention},
-		{"CRMSYNC_SWEEP_INTERVAL", "5m", &c.SweepInterval}, {"CRMSYNC_SCHEDULER_INTERVAL", "5s", &c.SchedulerInterval}} {
+		{"CRMSYNC_SWEEP_INTERVAL", "5m", &c.SweepInterval}, {"CRMSYNC_SCHEDULER_INTERVAL", "5s", &c.SchedulerInterval},
+		{"CRMSYNC_CAMPAIGN_INTERVAL", "2s", &c.CampaignInterval}} {
 		v, err := time.ParseDuration(cmp.Or(getenv(d.name), d.def))
 		if err != nil || v < 100*time.Millisecond {
 			return nil, &configError{d.name, "must be a duration of at least 100ms, such as " + d.def}
@@ -129,9 +136,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		*d.dst = v
 	}
 	if c.SMTPURL != "" {
-		if u, err := url.Parse(c.SMTPURL); err != nil || (u.Scheme != "smtp" && u.Scheme != "smtps") || u.Host == "" {
-			return nil, &configError{"CRMSYNC_SMTP_URL", "must be smtp://user:pass@host:port or smtps://…"}
+		smtp, err := mail.ParseSMTPURL(c.SMTPURL)
+		if err != nil {
+			return nil, &configError{"CRMSYNC_SMTP_URL", err.Error() + " (smtp://user:pass@host:port or smtps://…)"}
 		}
+		c.SMTP = &smtp
 	}
 	if err := c.loadSecrets(getenv); err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"crmsync/auth"
 	"crmsync/engine"
 	"crmsync/graph"
+	"crmsync/mail"
 	"crmsync/queue"
 	"crmsync/store"
 	"crmsync/webhook"
@@ -59,10 +62,41 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	notices := queue.NewNotifier(rdb.Client, keys)
 	// One set of Web API clients, so every component shares the token caches.
 	crm := &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return &configError{"CRMSYNC_ADDR", err.Error()}
+	}
+	base := "http://" + ln.Addr().String()
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = base
+	}
+	defer ln.Close()
+
+	// Campaign sends go out under a fenced job lease per send, through SMTP or the
+	// connection's sending engine; their links carry tokens signed with a key
+	// derived from CRMSYNC_SECRET_KEY.
+	tokens, err := mail.NewTokens(trackingKey(cfg.SecretKey))
+	if err != nil {
+		return err
+	}
+	var smtp mail.Sender
+	if cfg.SMTP != nil {
+		pool := mail.NewSMTP(*cfg.SMTP)
+		defer pool.Close()
+		smtp = pool
+	}
+	campaigns, err := engine.NewCampaigns(engine.CampaignsConfig{
+		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Tokens: tokens, PublicURL: publicURL, SMTP: smtp, CRM: crm,
+		Publisher: stream, Interval: cfg.CampaignInterval, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
 	eng, err := engine.New(engine.Config{
 		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, cfg.LeaseTTL), LeaseTTL: cfg.LeaseTTL,
 		SweepInterval: cfg.RecoveryInterval, ClaimIdle: max(2*cfg.RecoveryInterval, time.Second),
-		Retention: cfg.InboxRetention, CRM: crm, Notices: notices, Logger: logger,
+		Retention: cfg.InboxRetention, CRM: crm, Notices: notices, Campaigns: campaigns, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -113,18 +147,18 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		}
 	}()
 
+	campaigns.Start(ctx)
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if err := campaigns.Stop(stopCtx); err != nil {
+			logger.Warn("campaign sends did not stop in time", slog.String("error", err.Error()))
+		}
+	}()
+
 	verifier, err := auth.NewVerifier(auth.Config{Secret: cfg.JWTSecret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return &configError{"CRMSYNC_ADDR", err.Error()}
-	}
-	base := "http://" + ln.Addr().String()
-	publicURL := cfg.PublicURL
-	if publicURL == "" {
-		publicURL = base
 	}
 
 	gateway, err := webhook.New(webhook.Config{Inbox: st, Publisher: stream, Logger: logger})
@@ -146,8 +180,12 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
 	mux.Handle("POST /webhooks/reactions/{connectionId}", gateway.Reactions())
+	tracking := gateway.Tracking(tokens, st)
+	mux.Handle("GET /t/o/{token}", tracking.Open())
+	mux.Handle("GET /t/c/{token}", tracking.Click())
+	mux.Handle("/u/{token}", tracking.Unsubscribe())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices,
+		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns,
 		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))
 	if !cfg.Production {
@@ -187,6 +225,14 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		logger.Warn("HTTP shutdown", slog.String("error", err.Error()))
 	}
 	return nil
+}
+
+// trackingKey derives the key of the tracking tokens from the secret key, so
+// neither can stand in for the other.
+func trackingKey(secretKey []byte) []byte {
+	mac := hmac.New(sha256.New, secretKey)
+	mac.Write([]byte("crmsync/tracking-tokens/v1"))
+	return mac.Sum(nil)
 }
 
 // printWelcome tells a newcomer where things are and, in development, gives them an

@@ -230,7 +230,8 @@ func innerRequest(outer *http.Request, br *batchRequest, refs map[string]string)
 	return req, nil
 }
 
-// resolveBodyRefs replaces "$n" values of @odata.bind and @odata.id properties.
+// resolveBodyRefs replaces "$n" values of @odata.bind and @odata.id properties,
+// in the rows of a deep insert too.
 func resolveBodyRefs(outer *http.Request, body []byte, refs map[string]string) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -238,15 +239,37 @@ func resolveBodyRefs(outer *http.Request, body []byte, refs map[string]string) (
 	if err := dec.Decode(&m); err != nil || m == nil {
 		return body, nil // the handler reports what is wrong with it
 	}
+	changed, err := resolveRefs(outer, m, refs)
+	if err != nil || !changed {
+		return body, err
+	}
+	return json.Marshal(m)
+}
+
+// resolveRefs replaces the "$n" references in one object and the objects nested
+// in its arrays, and says whether it did.
+func resolveRefs(outer *http.Request, m map[string]any, refs map[string]string) (bool, error) {
 	changed := false
 	for k, v := range m {
+		if items, ok := v.([]any); ok {
+			for _, item := range items {
+				if nested, ok := item.(map[string]any); ok {
+					c, err := resolveRefs(outer, nested, refs)
+					if err != nil {
+						return false, err
+					}
+					changed = changed || c
+				}
+			}
+			continue
+		}
 		s, ok := v.(string)
 		if !ok || !strings.HasPrefix(s, "$") || (!strings.HasSuffix(k, "@odata.bind") && k != "@odata.id") {
 			continue
 		}
 		path, ok := refs[s[1:]]
 		if !ok {
-			return nil, errReference(s[1:])
+			return false, errReference(s[1:])
 		}
 		if k == "@odata.id" {
 			m[k] = baseURL(outer) + "/api/data/v9.2/" + path
@@ -255,10 +278,7 @@ func resolveBodyRefs(outer *http.Request, body []byte, refs map[string]string) (
 		}
 		changed = true
 	}
-	if !changed {
-		return body, nil
-	}
-	return json.Marshal(m)
+	return changed, nil
 }
 
 func errReference(n string) *apiError {

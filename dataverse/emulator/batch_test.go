@@ -223,10 +223,7 @@ func TestBatchErrors(t *testing.T) {
 // A change set's webhook events go out only when it commits.
 func TestBatchChangeSetHoldsWebhooksUntilCommit(t *testing.T) {
 	t.Parallel()
-	b := webhookSetup(t, Config{})
-	rc := newReceiver(t, nil)
-	ep := b.endpoint(t, "hooks", rc.srv.URL, 4, "k")
-	b.registerStep(t, ep, stepSpec{message: "Create", table: "contact", stage: 40, mode: 1})
+	b, rc := receiverSetup(t, stepSpec{message: "Create", table: "contact", stage: 40, mode: 1})
 	body := func(second string) string {
 		return "--batch_AAA123\r\nContent-Type: multipart/mixed; boundary=cs\r\n\r\n" +
 			"--cs\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: 1\r\n\r\nPOST contacts HTTP/1.1\r\nContent-Type: application/json\r\n\r\n{\"lastname\":\"first\"}\r\n" +

@@ -180,11 +180,9 @@ func TestAlternateKeyInTheURL(t *testing.T) {
 // creates and updates one-Target events (§7.1's merged pipelines).
 func TestMultipleMessageEvents(t *testing.T) {
 	t.Parallel()
-	b := webhookSetup(t, Config{})
-	rc := newReceiver(t, nil)
-	ep := b.endpoint(t, "hooks", rc.srv.URL, 4, "k")
-	b.registerStep(t, ep, stepSpec{message: "CreateMultiple", table: "contact", stage: 40, mode: 1})
-	b.registerStep(t, ep, stepSpec{message: "UpdateMultiple", table: "contact", stage: 40, mode: 0})
+	b, rc := receiverSetup(t,
+		stepSpec{message: "CreateMultiple", table: "contact", stage: 40, mode: 1},
+		stepSpec{message: "UpdateMultiple", table: "contact", stage: 40, mode: 0})
 	single := b.mustCreate(t, "contacts", map[string]any{"lastname": "Single"})
 	a := b.call(t, http.MethodPost, "contacts/Microsoft.Dynamics.CRM.CreateMultiple", map[string]any{"Targets": []any{
 		map[string]any{"@odata.type": "Microsoft.Dynamics.CRM.contact", "lastname": "M1"},

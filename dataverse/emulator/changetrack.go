@@ -244,10 +244,10 @@ func (e *Emulator) delta(w http.ResponseWriter, r *http.Request, t *table) error
 	if more {
 		next.page = cur.page + 1
 		b = append(b, `,"@odata.nextLink":`...)
-		b = appendString(b, withParams(r, t, []string{"$skiptoken"}, "$skiptoken", next.encode()))
+		b = appendString(b, withParams(r, t.set, []string{"$skiptoken"}, "$skiptoken", next.encode()))
 	} else {
 		b = append(b, `,"@odata.deltaLink":`...)
-		b = appendString(b, withParams(r, t, []string{"$skiptoken", "$deltatoken"}, "$deltatoken", deltaToken(cur.to, now)))
+		b = appendString(b, withParams(r, t.set, []string{"$skiptoken", "$deltatoken"}, "$deltatoken", deltaToken(cur.to, now)))
 	}
 	b = append(b, '}')
 	if len(applied) > 0 {
@@ -257,9 +257,10 @@ func (e *Emulator) delta(w http.ResponseWriter, r *http.Request, t *table) error
 	return nil
 }
 
-// withParams is the request's URL with the named query options dropped and one
-// added, other options kept as the caller encoded them.
-func withParams(r *http.Request, t *table, drop []string, key, value string) string {
+// withParams is the URL of path (below the service root) with the request's query
+// options, the named ones dropped and one added, the others kept as the caller
+// encoded them: a nextLink or deltaLink.
+func withParams(r *http.Request, path string, drop []string, key, value string) string {
 	var params []string
 	for p := range strings.SplitSeq(r.URL.RawQuery, "&") {
 		k, _, _ := strings.Cut(p, "=")
@@ -269,5 +270,5 @@ func withParams(r *http.Request, t *table, drop []string, key, value string) str
 		params = append(params, p)
 	}
 	params = append(params, key+"="+strings.ReplaceAll(url.QueryEscape(value), "+", "%20"))
-	return baseURL(r) + "/api/data/v9.2/" + t.set + "?" + strings.Join(params, "&")
+	return baseURL(r) + "/api/data/v9.2/" + path + "?" + strings.Join(params, "&")
 }

@@ -40,22 +40,41 @@
 //     events; alternate keys (altkey.go) on cs_subscription for UpsertMultiple and
 //     in URLs;
 //   - marketing lists (§4.7, listaction.go): AddMemberList, AddListMembersList,
-//     RemoveMemberList, CopyDynamicListToStatic and the list N:N relationships
-//     through $ref, with AddMember, AddListMembers, RemoveMember, Associate and
-//     Disassociate events (§3.6);
+//     RemoveMemberList, CopyDynamicListToStatic, with AddMember, AddListMembers,
+//     RemoveMember and CopyDynamicListToStatic events (§3.6);
+//   - N:N relationships (§4.3, relationship.go): the lists' with contacts,
+//     accounts and leads, campaignlist_association and
+//     campaignactivitylist_association, written through $ref from either side
+//     with Associate and Disassociate events, and read from either side with GET
+//     of the navigation property, which takes the options of a collection;
+//   - campaigns (§5, campaign.go): AddItemCampaign bound to a list and the
+//     unbound AddItemCampaignActivity, in the Web API form Microsoft's action
+//     reference documents, with their own events; the intersect rows are
+//     campaignitem and campaignactivityitem;
+//   - activity parties (§5, party.go): a campaign response's customer and from
+//     parties written by deep insert through campaignresponse_activity_parties
+//     (in $batch too), stored as activityparty rows, read through /activityparties
+//     or the navigation property;
 //   - FetchXML (§4.4, fetchxml.go) with link-entity, paging cookies and
 //     case-insensitive conditions; dynamic lists store and validate theirs;
 //   - change tracking (§7.2, changetrack.go) on contact, account, lead, list and
 //     cs_subscription: Prefer: odata.track-changes, delta links, $deletedEntity
 //     entries and ExpiredVersionStamp after Config.ChangeTrackingRetention.
 //
-// Transactions (txn.go) undo a failed change set, bulk message or list action and
-// hold its webhook events until it commits.
+// Transactions (txn.go) undo a failed change set, bulk message, list action or
+// deep insert and hold its webhook events until it commits.
 //
 // The schema (tables, columns, states, keys) is the data in tables.go and
-// sdktables.go; a table is added there. $expand covers single-valued navigation
-// properties with $select (expand.go); crmsync's two custom APIs are seeded and
-// callable (customapi.go). $metadata, FetchXML aggregates, collection-valued
-// $expand, other custom APIs and N:N relationships other than the lists' are not
-// implemented: such requests answer 501 so nobody mistakes them for supported.
+// sdktables.go; a table is added there. Columns the reference marks required —
+// list.listname, and campaignresponse's ApplicationRequired subject and
+// regardingobjectid — are refused when missing on create, as SystemRequired
+// ones are. $expand covers single-valued navigation properties with $select
+// (expand.go); crmsync's two custom APIs are seeded and callable (customapi.go).
+// $metadata, FetchXML aggregates, collection-valued $expand, deep update, deep
+// insert through single-valued navigation properties, other custom APIs, reads
+// of other navigation properties, and campaign items that are products or sales
+// literature are not implemented: such requests answer 501 so nobody mistakes
+// them for supported. A body naming a collection-valued navigation property the
+// emulator does not know (the only one is campaignresponse_activity_parties) is
+// refused as an invalid property.
 package emulator

@@ -485,6 +485,11 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, caller *princip
 			return errMethod(r)
 		}
 		return e.addListMembers(w, r, caller)
+	case actionAddItemCampaignActivity:
+		if r.Method != http.MethodPost || hasKey || tail != "" {
+			return errMethod(r)
+		}
+		return e.addItemCampaignActivity(w, r, caller)
 	}
 	t, ok := e.reg.bySet[name]
 	if !ok {
@@ -501,7 +506,7 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, caller *princip
 		case r.Method == http.MethodGet && r.URL.Query().Has("$deltatoken"):
 			return e.delta(w, r, t)
 		case r.Method == http.MethodGet:
-			return e.list(w, r, t)
+			return e.list(w, r, t, nil)
 		case r.Method == http.MethodPost:
 			return e.create(w, r, t, caller)
 		}

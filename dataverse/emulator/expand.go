@@ -36,6 +36,11 @@ func (e *Emulator) parseExpand(t *table, raw string) ([]expansion, error) {
 				}
 			}
 		}
+		_, child := t.child(name)
+		_, linked := relationships[name].other(t)
+		if found == nil && (child || linked) {
+			return nil, errNotImplemented("$expand of the collection-valued navigation property '" + name + "'")
+		}
 		if found == nil || found.target == nil {
 			return nil, errorf(http.StatusBadRequest, codeODataBadRequest,
 				"Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.", name, t.logical)

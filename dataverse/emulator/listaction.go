@@ -1,13 +1,14 @@
 package emulator
 
 import (
+	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 )
 
 // Marketing-list actions (reference/dataverse.md §4.7) and the list N:N
-// relationships written through $ref (§4.3), with the events of §3.6:
+// relationships written through $ref (§4.3, relationship.go), with the events of
+// §3.6:
 //
 //	POST /lists(<id>)/Microsoft.Dynamics.CRM.AddMemberList {"EntityId":…}        → 200 {"Id":<listmember>}; AddMember (ListId, EntityId)
 //	POST /AddListMembersList {"List":{…},"Members":[{"@odata.type":…},…]}         → 204; AddListMembers (ListId, MemberIds)
@@ -40,14 +41,9 @@ const (
 // memberTypes maps list.createdfromcode to the member table.
 var memberTypes = map[int64]string{1: "account", 2: "contact", 4: "lead"}
 
-// listRelationships maps the list N:N relationships to their member table.
-var listRelationships = map[string]string{
-	"listaccount_association": "account",
-	"listcontact_association": "contact",
-	"listlead_association":    "lead",
-}
-
-// rowOperation handles what follows a row's key: the bound list actions and $ref.
+// rowOperation handles what follows a row's key: bound custom APIs, the bound
+// list and campaign actions, GET of a collection-valued navigation property and
+// $ref.
 func (e *Emulator) rowOperation(w http.ResponseWriter, r *http.Request, t *table, id, tail string, caller *principal) error {
 	name, qualified := strings.CutPrefix(tail, "Microsoft.Dynamics.CRM.")
 	if api, ok := boundCustomAPI(t.logical, name); ok {
@@ -72,6 +68,19 @@ func (e *Emulator) rowOperation(w http.ResponseWriter, r *http.Request, t *table
 				return e.removeMemberList(w, r, t, id, caller)
 			}
 			return e.copyDynamicList(w, r, t, id, caller)
+		case actionAddItemCampaign:
+			if !qualified {
+				return errUnqualified()
+			}
+			if r.Method != http.MethodPost {
+				return errMethod(r)
+			}
+			return e.addItemCampaign(w, r, t, id, caller)
+		}
+	}
+	if r.Method == http.MethodGet {
+		if ok, err := e.navigation(w, r, t, id, tail); ok {
+			return err
 		}
 	}
 	if nav, rest, ok := strings.Cut(tail, "/"); ok && rest == "$ref" {
@@ -90,23 +99,16 @@ func guidParam(body map[string]any, name string) (string, error) {
 	return id, nil
 }
 
-// listEvent is a list action's event on the list row.
-func listEvent(message string, t *table, rec *record, input, output []wireKV) rowChange {
+// actionEvent is an action's event on the row it concerns (the list of a list
+// action, the campaign of AddItemCampaign).
+func actionEvent(message string, t *table, rec *record, input, output []wireKV) rowChange {
 	return rowChange{message: message, t: t, id: rec.id, post: rec.vals, input: input, output: output}
 }
 
 // addMemberLocked makes member a member of the list, or finds the membership that
 // exists; added says which.
 func (e *Emulator) addMemberLocked(list *record, member ref, caller *principal) (rec *record, added bool, err error) {
-	listRef := ref{table: "list", id: list.id}
-	for _, m := range e.rows["listmember"] {
-		if m.vals["listid"] == listRef && m.vals["entityid"] == member {
-			return m, false, nil
-		}
-	}
-	ch := &change{vals: map[string]any{"listid": listRef, "entityid": member}}
-	rec, err = e.insertLocked(e.reg.byName["listmember"], caller, ch, "")
-	return rec, err == nil, err
+	return e.linkLocked(listMembers, ref{table: "list", id: list.id}, member, caller)
 }
 
 // memberTable is the table a list's members come from.
@@ -149,18 +151,26 @@ func (e *Emulator) addMemberList(w http.ResponseWriter, r *http.Request, t *tabl
 	}
 	list = e.rows["list"][listID] // membercount took a new version
 	calls := e.hooksLocked(o, func() []rowChange {
-		return []rowChange{listEvent(msgAddMember, t, list,
+		return []rowChange{actionEvent(msgAddMember, t, list,
 			[]wireKV{{"ListId", listID}, {"EntityId", entityID}}, []wireKV{{"Id", lm.id}})}
 	})
 	e.mu.Unlock()
 	e.enqueue(calls)
+	writeIDResponse(w, r, "AddMemberListResponse", "Id", lm.id)
+	return nil
+}
+
+// writeIDResponse answers an action whose response type holds one id:
+// {"@odata.context":"…#Microsoft.Dynamics.CRM.<responseType>","<prop>":"<id>"}.
+func writeIDResponse(w http.ResponseWriter, r *http.Request, responseType, prop, id string) {
 	b := []byte(`{"@odata.context":`)
-	b = appendString(b, baseURL(r)+"/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM.AddMemberListResponse")
-	b = append(b, `,"Id":`...)
-	b = appendString(b, lm.id)
+	b = appendString(b, baseURL(r)+"/api/data/v9.2/$metadata#Microsoft.Dynamics.CRM."+responseType)
+	b = append(b, ',')
+	b = appendString(b, prop)
+	b = append(b, ':')
+	b = appendString(b, id)
 	b = append(b, '}')
 	writeJSON(w, http.StatusOK, b)
-	return nil
 }
 
 // addListMembers handles the unbound AddListMembersList: all members or none.
@@ -170,17 +180,11 @@ func (e *Emulator) addListMembers(w http.ResponseWriter, r *http.Request, caller
 	if err != nil {
 		return err
 	}
-	listParam, ok := body["List"].(map[string]any)
-	if !ok {
-		return errorf(http.StatusBadRequest, codeInvalidArgument, "The parameter 'List' is missing or is not an entity.")
-	}
-	if typ, ok := listParam["@odata.type"].(string); ok && strings.TrimPrefix(typ, "#") != lt.typeName() {
-		return errorf(http.StatusBadRequest, codeODataBadRequest, "The parameter 'List' has type '%s'; it must be '%s'.", typ, lt.typeName())
-	}
-	listID, err := guidParam(listParam, "listid")
+	listRef, err := entityParam(e.reg, body["List"], "List", lt)
 	if err != nil {
 		return err
 	}
+	listID := listRef.id
 	raw, ok := body["Members"].([]any)
 	if !ok {
 		return errorf(http.StatusBadRequest, codeInvalidArgument, "The parameter 'Members' is missing or is not a collection.")
@@ -188,20 +192,11 @@ func (e *Emulator) addListMembers(w http.ResponseWriter, r *http.Request, caller
 	members := make([]ref, len(raw))
 	ids := make([]any, len(raw))
 	for i, v := range raw {
-		m, _ := v.(map[string]any)
-		typ, _ := m["@odata.type"].(string)
-		if typ == "" {
-			return errorf(http.StatusBadRequest, codeODataBadRequest, "Members[%d] has no '@odata.type' annotation; the members of a list can be of several types.", i)
-		}
-		mt := e.reg.byName[strings.TrimPrefix(strings.TrimPrefix(typ, "#"), "Microsoft.Dynamics.CRM.")]
-		if mt == nil {
-			return errorf(http.StatusBadRequest, codeODataBadRequest, "Members[%d] has the unknown type '%s'.", i, typ)
-		}
-		id, err := guidParam(m, mt.pk)
+		m, err := entityParam(e.reg, v, fmt.Sprintf("Members[%d]", i), nil)
 		if err != nil {
 			return err
 		}
-		members[i], ids[i] = ref{table: mt.logical, id: id}, id
+		members[i], ids[i] = m, m.id
 	}
 	o := e.newOp(caller)
 	e.mu.Lock()
@@ -220,7 +215,7 @@ func (e *Emulator) addListMembers(w http.ResponseWriter, r *http.Request, caller
 	}
 	list = e.rows["list"][listID]
 	calls := e.hooksLocked(o, func() []rowChange {
-		return []rowChange{listEvent(msgAddListMembers, lt, list, []wireKV{{"ListId", listID}, {"MemberIds", ids}}, nil)}
+		return []rowChange{actionEvent(msgAddListMembers, lt, list, []wireKV{{"ListId", listID}, {"MemberIds", ids}}, nil)}
 	})
 	held := tx.commitLocked()
 	e.mu.Unlock()
@@ -239,7 +234,7 @@ func (e *Emulator) removeMemberList(w http.ResponseWriter, r *http.Request, t *t
 	e.removeMemberLocked(list, ref{table: memberTable(list), id: entityID})
 	list = e.rows["list"][listID]
 	calls := e.hooksLocked(o, func() []rowChange {
-		return []rowChange{listEvent(msgRemoveMember, t, list, []wireKV{{"ListId", listID}, {"EntityId", entityID}}, nil)}
+		return []rowChange{actionEvent(msgRemoveMember, t, list, []wireKV{{"ListId", listID}, {"EntityId", entityID}}, nil)}
 	})
 	e.mu.Unlock()
 	e.enqueue(calls)
@@ -250,13 +245,7 @@ func (e *Emulator) removeMemberList(w http.ResponseWriter, r *http.Request, t *t
 
 // removeMemberLocked ends a membership if there is one.
 func (e *Emulator) removeMemberLocked(list *record, member ref) {
-	listRef := ref{table: "list", id: list.id}
-	for _, m := range e.rows["listmember"] {
-		if m.vals["listid"] == listRef && m.vals["entityid"] == member {
-			e.removeLocked(e.reg.byName["listmember"], m)
-			return
-		}
-	}
+	e.unlinkLocked(listMembers, ref{table: "list", id: list.id}, member)
 }
 
 // copyDynamicList handles CopyDynamicListToStatic: a new static list with the
@@ -303,7 +292,7 @@ func (e *Emulator) copyDynamicList(w http.ResponseWriter, r *http.Request, t *ta
 	copied = e.rows["list"][copied.id]
 	calls := e.hooksLocked(o, func() []rowChange {
 		return append(createChanges(t, copied),
-			listEvent(msgCopyDynamic, t, list, []wireKV{{"ListId", listID}}, []wireKV{{"StaticListId", copied.id}}))
+			actionEvent(msgCopyDynamic, t, list, []wireKV{{"ListId", listID}}, []wireKV{{"StaticListId", copied.id}}))
 	})
 	held := tx.commitLocked()
 	e.mu.Unlock()
@@ -362,120 +351,4 @@ func checkList(e *Emulator, vals map[string]any) error {
 		return errorf(http.StatusBadRequest, codeInvalidArgument, "The query of a list of %s members must be on %s, not %s.", want, want, fq.t.logical)
 	}
 	return nil
-}
-
-// reference handles POST and DELETE of …/<relationship>/$ref for the list N:N
-// relationships, from either side.
-func (e *Emulator) reference(w http.ResponseWriter, r *http.Request, t *table, id, nav string, caller *principal) error {
-	navName, key := nav, ""
-	if i := strings.IndexByte(nav, '('); i > 0 && strings.HasSuffix(nav, ")") {
-		navName, key = nav[:i], nav[i+1:len(nav)-1]
-	}
-	member, ok := listRelationships[navName]
-	if !ok {
-		return errNotImplemented("$ref on the navigation property '" + navName + "'")
-	}
-	other := ""
-	switch t.logical {
-	case "list":
-		other = member
-	case member:
-		other = "list"
-	default:
-		return errNoProperty(t, navName)
-	}
-	ot := e.reg.byName[other]
-	var otherID string
-	switch r.Method {
-	case http.MethodPost:
-		if key != "" {
-			return errMethod(r)
-		}
-		body, err := readBody(w, r, t)
-		if err != nil {
-			return err
-		}
-		s, _ := body["@odata.id"].(string)
-		if otherID, err = rowRefID(e.reg, ot, s); err != nil {
-			return err
-		}
-	case http.MethodDelete:
-		if key != "" {
-			var err error
-			if otherID, err = parseKey(ot, key); err != nil {
-				return err
-			}
-		} else {
-			var err error
-			if otherID, err = rowRefID(e.reg, ot, r.URL.Query().Get("$id")); err != nil {
-				return err
-			}
-		}
-	default:
-		return errMethod(r)
-	}
-	listID, memberID := id, otherID
-	if t.logical != "list" {
-		listID, memberID = otherID, id
-	}
-	o := e.newOp(caller)
-	e.mu.Lock()
-	self := e.rows[t.logical][id]
-	list := e.rows["list"][listID]
-	switch {
-	case self == nil:
-		e.mu.Unlock()
-		return errNotFound(t, id)
-	case list == nil:
-		e.mu.Unlock()
-		return errNotFound(e.reg.byName["list"], listID)
-	}
-	message := msgAssociate
-	if r.Method == http.MethodPost {
-		_, added, err := e.addMemberLocked(list, ref{table: member, id: memberID}, caller)
-		if err == nil && !added {
-			err = errorf(http.StatusPreconditionFailed, codeDuplicateRecord, "Cannot insert duplicate key.")
-		}
-		if err != nil {
-			e.mu.Unlock()
-			return err
-		}
-	} else {
-		message = msgDisassociate
-		e.removeMemberLocked(list, ref{table: member, id: memberID})
-	}
-	self = e.rows[t.logical][id]
-	calls := e.hooksLocked(o, func() []rowChange {
-		return []rowChange{{message: message, t: t, id: id, post: self.vals, input: []wireKV{
-			{"Target", wireRef{logical: t.logical, id: id}},
-			{"Relationship", wireRelationship(navName)},
-			{"RelatedEntities", []any{wireRef{logical: other, id: otherID}}},
-		}}}
-	})
-	e.mu.Unlock()
-	e.enqueue(calls)
-	w.Header().Set("OData-Version", "4.0")
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-// rowRefID reads the id out of an entity reference URL ("…/contacts(<id>)") that
-// must name a row of t.
-func rowRefID(reg *registry, t *table, s string) (string, error) {
-	bad := errorf(http.StatusBadRequest, codeODataBadRequest, "The reference '%s' does not name a row of '%s'.", s, t.set)
-	if s == "" {
-		return "", bad
-	}
-	last := s
-	if u, err := url.Parse(s); err == nil {
-		last = u.Path
-	}
-	if i := strings.LastIndexByte(last, '/'); i >= 0 {
-		last = last[i+1:]
-	}
-	open := strings.IndexByte(last, '(')
-	if open <= 0 || !strings.HasSuffix(last, ")") || reg.bySet[last[:open]] != t {
-		return "", bad
-	}
-	return parseKey(t, last[open+1:len(last)-1])
 }

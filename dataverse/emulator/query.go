@@ -3,7 +3,6 @@ package emulator
 import (
 	"encoding/base64"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,16 +225,34 @@ func decodeKeyValue(s string) (any, bool) {
 	return nil, false
 }
 
+// scope narrows a collection read to the rows a navigation property of one row
+// relates to (relationship.go).
+type scope struct {
+	// path is the URL below the service root that a nextLink repeats:
+	// "campaigns(<id>)/campaignlist_association".
+	path string
+	// rows finds the related rows, called under the emulator's lock; an error
+	// (the row does not exist) is the answer.
+	rows func() (map[string]*record, error)
+}
+
 // list handles GET /<set>: $filter, $orderby, $select, $count and paging. A page is
 // odata.maxpagesize rows (default and at most 5000) followed by @odata.nextLink;
 // without that preference, $top limits the result to one page of at most $top rows,
 // and with it $top is ignored (§4.4). On a tracked table, Prefer:
 // odata.track-changes starts change tracking: the last page ends with an
 // @odata.deltaLink for the version the first page was read at (changetrack.go).
-func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error {
+// With a scope it reads the rows of a navigation property instead, without
+// change tracking.
+func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table, sc *scope) error {
 	prefs := parsePrefer(r.Header)
 	_, tracking := prefs["odata.track-changes"]
-	tracking = tracking && t.tracked // Dataverse applies the preference only where tracking is enabled
+	// Dataverse applies the preference only to entity sets where tracking is enabled.
+	tracking = tracking && t.tracked && sc == nil
+	path := t.set
+	if sc != nil {
+		path = sc.path
+	}
 	if tracking {
 		if err := checkTrackingOptions(r); err != nil {
 			return err
@@ -297,7 +314,7 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 		if cur, ok = decodeCursor(v, keys); !ok {
 			return errorf(http.StatusBadRequest, codeODataBadRequest, "The $skiptoken '%s' is not valid for this query.", v)
 		}
-		if cur.track > 0 && t.tracked && !tracking {
+		if cur.track > 0 && t.tracked && sc == nil && !tracking {
 			// A nextLink of an initial sync goes on tracking without the preference.
 			tracking = true
 			applied = append([]string{"odata.track-changes"}, applied...)
@@ -314,8 +331,14 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 	if cur != nil && cur.track > 0 {
 		snapshot = cur.track
 	}
-	matched := make([]*record, 0, len(e.rows[t.logical]))
-	for _, rec := range e.rows[t.logical] {
+	candidates := e.rows[t.logical]
+	if sc != nil {
+		if candidates, err = sc.rows(); err != nil {
+			return err
+		}
+	}
+	matched := make([]*record, 0, len(candidates))
+	for _, rec := range candidates {
 		if filter == nil || filter.eval(rec) {
 			matched = append(matched, rec)
 		}
@@ -370,10 +393,10 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 			next.vals = append(next.vals, last.vals[k.col.name])
 		}
 		b = append(b, `,"@odata.nextLink":`...)
-		b = appendString(b, nextLink(r, t, next.encode()))
+		b = appendString(b, withParams(r, path, []string{"$skiptoken"}, "$skiptoken", next.encode()))
 	} else if tracking {
 		b = append(b, `,"@odata.deltaLink":`...)
-		b = appendString(b, withParams(r, t, []string{"$skiptoken", "$deltatoken"}, "$deltatoken", deltaToken(snapshot, e.now())))
+		b = appendString(b, withParams(r, path, []string{"$skiptoken", "$deltatoken"}, "$deltatoken", deltaToken(snapshot, e.now())))
 	}
 	b = append(b, '}')
 	if len(applied) > 0 {
@@ -381,21 +404,6 @@ func (e *Emulator) list(w http.ResponseWriter, r *http.Request, t *table) error 
 	}
 	writeJSON(w, http.StatusOK, b)
 	return nil
-}
-
-// nextLink is the request URL with its $skiptoken replaced, other options kept as
-// the caller encoded them.
-func nextLink(r *http.Request, t *table, token string) string {
-	var params []string
-	for p := range strings.SplitSeq(r.URL.RawQuery, "&") {
-		k, _, _ := strings.Cut(p, "=")
-		if key, err := url.QueryUnescape(k); p == "" || (err == nil && key == "$skiptoken") {
-			continue
-		}
-		params = append(params, p)
-	}
-	params = append(params, "$skiptoken="+strings.ReplaceAll(url.QueryEscape(token), "+", "%20"))
-	return baseURL(r) + "/api/data/v9.2/" + t.set + "?" + strings.Join(params, "&")
 }
 
 // count handles GET /<set>/$count, which Dataverse caps at 5000 like @odata.count.

@@ -177,7 +177,7 @@ func TestServiceDocument(t *testing.T) {
 	for _, v := range values(t, a) {
 		sets = append(sets, v["name"].(string))
 	}
-	want := "contacts,accounts,leads,lists,listmembers,campaigns,campaignactivities,campaignresponses,cs_subscriptions,systemusers,businessunits," +
+	want := "contacts,accounts,leads,lists,listmembers,campaigns,campaignactivities,campaignresponses,campaignitems,campaignactivityitems,activityparties,cs_subscriptions,systemusers,businessunits," +
 		"serviceendpoints,sdkmessages,sdkmessagefilters,sdkmessageprocessingsteps,sdkmessageprocessingstepimages,customapis,customapirequestparameters"
 	if strings.Join(sets, ",") != want {
 		t.Errorf("entity sets %v", sets)

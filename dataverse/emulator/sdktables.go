@@ -268,6 +268,8 @@ func (e *Emulator) seedMessages(put func(table, id string, vals map[string]any))
 		case "systemuser", "businessunit", "serviceendpoint", "sdkmessage", "sdkmessagefilter",
 			"sdkmessageprocessingstep", "sdkmessageprocessingstepimage":
 			continue
+		case "activityparty":
+			continue // written only with its activity, whose events carry it
 		}
 		data = append(data, t.logical)
 		if len(t.states) > 0 {
@@ -295,6 +297,8 @@ func (e *Emulator) seedMessages(put func(table, id string, vals map[string]any))
 		{"AddListMembers", "Marketing", []string{"list"}},
 		{"RemoveMember", "Marketing", []string{"list"}},
 		{"CopyDynamicListToStatic", "Marketing", []string{"list"}},
+		{actionAddItemCampaign, "Marketing", []string{"campaign"}},
+		{actionAddItemCampaignActivity, "Marketing", []string{"campaignactivity"}},
 		// The bulk messages (§7.1): a table supports them when it has these filters;
 		// UpsertMultiple has none of its own.
 		{"CreateMultiple", "Create", bulk},

@@ -147,6 +147,10 @@ type table struct {
 	// keys are the table's alternate keys (§4.3), which UpsertMultiple names rows by
 	// and which no two rows may share.
 	keys []altKey
+	// children are the table's collection-valued navigation properties of 1:N
+	// relationships, which a create fills by deep insert and a GET of the row's
+	// property reads (party.go).
+	children []oneToMany
 
 	byProp map[string]*column // by JSON property (_x_value for lookups)
 	byName map[string]*column // by logical name
@@ -158,6 +162,26 @@ type table struct {
 type altKey struct {
 	name string
 	cols []string
+}
+
+// oneToMany is a collection-valued navigation property of a 1:N relationship: the
+// rows of table whose lookup col points at the row
+// (campaignresponse_activity_parties: the activityparty rows whose activityid is
+// the campaign response).
+type oneToMany struct {
+	name  string
+	table string // logical name of the many side
+	col   string // its lookup column
+}
+
+// child returns the 1:N navigation property called name.
+func (t *table) child(name string) (oneToMany, bool) {
+	for _, c := range t.children {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return oneToMany{}, false
 }
 
 // navRef is a navigation property resolved to its lookup column.
@@ -280,6 +304,11 @@ func newRegistry(tables []*table) (*registry, error) {
 				}
 			}
 		}
+		for _, ch := range t.children {
+			if many := r.byName[ch.table]; many == nil || many.byName[ch.col] == nil || many.byName[ch.col].typ != typeLookup {
+				return nil, fmt.Errorf("emulator: table %q: navigation property %q needs lookup %s.%s", t.logical, ch.name, ch.table, ch.col)
+			}
+		}
 	}
 	return r, nil
 }
@@ -296,6 +325,7 @@ func money(name string) *column            { return &column{name: name, typ: typ
 func dateTime(name string) *column         { return &column{name: name, typ: typeDateTime} }
 func dateOnly(name string) *column         { return &column{name: name, typ: typeDateOnly} }
 func guid(name string) *column             { return &column{name: name, typ: typeGUID} }
+func entityName(name string) *column       { return &column{name: name, typ: typeEntityName} }
 
 // choice is a picklist; without options it accepts any whole number.
 func choice(name string, opts ...option) *column {

@@ -157,11 +157,13 @@ func builtinTables() []*table {
 			},
 		},
 		{
+			// subject and regardingobjectid are ApplicationRequired (§5); the emulator
+			// refuses a create without them as it does for list.listname.
 			logical: "campaignresponse", set: "campaignresponses", pk: "activityid", primaryName: "subject", stateEnum: "CampaignResponseState",
 			columns: []*column{
-				text("subject", 200),
+				text("subject", 200).require(),
 				memo("description", 2000),
-				multiLookup("regardingobjectid", "_campaignresponse", "campaign"),
+				multiLookup("regardingobjectid", "_campaignresponse", "campaign").require(),
 				choice("responsecode", opts(1, "Interested", 2, "Not Interested", 3, "Do Not Send Marketing Materials", 4, "Error")...).withDefault(1),
 				choice("channeltypecode", opts(1, "Email", 2, "Phone", 3, "Fax", 4, "Letter", 5, "Appointment", 6, "Others")...),
 				dateOnly("receivedon"),
@@ -177,7 +179,53 @@ func builtinTables() []*table {
 				{value: 1, label: "Closed", defaultStatus: 2, statuses: opts(2, "Closed")},
 				{value: 2, label: "Canceled", defaultStatus: 3, statuses: opts(3, "Canceled")},
 			},
-			bulk: true,
+			// The customer and from party lists, written by deep insert (party.go).
+			children: []oneToMany{{name: "campaignresponse_activity_parties", table: "activityparty", col: "activityid"}},
+			bulk:     true,
+		},
+		{
+			// campaignitem is the intersect of campaignlist_association (campaign ↔
+			// list): AddItemCampaign and $ref write it (campaign.go). A campaign also
+			// takes campaigns, products and sales literature as items; the emulator
+			// stores campaign items of campaigns but has no product or sales
+			// literature table.
+			logical: "campaignitem", set: "campaignitems", pk: "campaignitemid", primaryName: "name", ownership: businessOwned,
+			columns: []*column{
+				lookup("campaignid", "campaign").require().notUpdatable().cascadeDelete(),
+				guid("entityid").require().notUpdatable(),
+				entityName("entitytype").require().notUpdatable(),
+				text("name", 100),
+			},
+			check: checkItem(campaignItems, "campaign", "list", "product", "salesliterature"),
+		},
+		{
+			// campaignactivityitem is the intersect of campaignactivitylist_association
+			// (campaignactivity ↔ list), written by AddItemCampaignActivity and $ref.
+			logical: "campaignactivityitem", set: "campaignactivityitems", pk: "campaignactivityitemid", primaryName: "name", ownership: businessOwned,
+			columns: []*column{
+				lookup("campaignactivityid", "campaignactivity").require().notUpdatable().cascadeDelete(),
+				guid("itemid").require().notUpdatable(),
+				entityName("itemobjecttypecode").require().notUpdatable(),
+				text("name", 100),
+			},
+			check: checkItem(campaignActivityItems, "list", "salesliterature"),
+		},
+		{
+			// activityparty is one party of an activity's party lists. It is written
+			// only with its activity, by deep insert (party.go), and read like any
+			// table; a create, update or delete of its own is refused, as Dataverse
+			// refuses them.
+			logical: "activityparty", set: "activityparties", pk: "activitypartyid", ownership: businessOwned,
+			noWrite: true, noDelete: true,
+			columns: []*column{
+				multiLookup("activityid", "", "campaignresponse").require().notUpdatable().cascadeDelete(),
+				multiLookup("partyid", "", "account", "contact", "lead", "systemuser").notUpdatable(),
+				choice("participationtypemask", opts(1, "Sender", 2, "To Recipient", 3, "CC Recipient", 4, "BCC Recipient",
+					5, "Required attendee", 6, "Optional attendee", 7, "Organizer", 8, "Regarding", 9, "Owner", 10, "Resource",
+					11, "Customer", 12, "Chat Participant", 13, "Related")...).require().notUpdatable(),
+				text("addressused", 320),
+			},
+			check: checkActivityParty,
 		},
 		{
 			// cs_subscription is the connector solution's "eMS tab" of a person: one row

@@ -99,6 +99,19 @@ func webhookSetup(t *testing.T, cfg Config) *testBundle {
 	return b
 }
 
+// receiverSetup is webhookSetup with a receiver behind one webhook endpoint that
+// the given steps are registered on.
+func receiverSetup(t *testing.T, steps ...stepSpec) (*testBundle, *receiver) {
+	t.Helper()
+	b := webhookSetup(t, Config{})
+	rc := newReceiver(t, nil)
+	ep := b.endpoint(t, "hooks", rc.srv.URL, 4, "k")
+	for _, s := range steps {
+		b.registerStep(t, ep, s)
+	}
+	return b, rc
+}
+
 // firstValue returns the first row of a collection answer.
 func firstValue(t *testing.T, a answer) map[string]any {
 	t.Helper()
@@ -303,20 +316,20 @@ func TestSeededMessagesAndFilters(t *testing.T) {
 	for _, r := range values(t, a) {
 		names = append(names, r["name"].(string))
 	}
-	want := []string{"AddListMembers", "AddMember", "Assign", "Associate", "CopyDynamicListToStatic", "Create", "CreateMultiple",
+	want := []string{"AddItemCampaign", "AddItemCampaignActivity", "AddListMembers", "AddMember", "Assign", "Associate", "CopyDynamicListToStatic", "Create", "CreateMultiple",
 		"cs_SendCampaign", "cs_SyncMarketingList", "Delete", "Disassociate", "RemoveMember", "SetState", "Update", "UpdateMultiple"}
 	if !slices.Equal(names, want) {
 		t.Errorf("sdkmessages %v, want %v", names, want)
 	}
 	for _, f := range [][2]string{{"Create", "contact"}, {"Update", "lead"}, {"Delete", "list"}, {"SetState", "contact"}, {"Assign", "account"},
-		{"AddMember", "list"}, {"cs_SendCampaign", "campaignactivity"}, {"cs_SyncMarketingList", "list"}, {"Update", "cs_subscription"}} {
+		{"AddMember", "list"}, {"AddItemCampaign", "campaign"}, {"AddItemCampaignActivity", "campaignactivity"}, {"cs_SendCampaign", "campaignactivity"}, {"cs_SyncMarketingList", "list"}, {"Update", "cs_subscription"}} {
 		b.filterID(t, f[0], f[1])
 	}
 	for _, f := range [][2]string{{"CreateMultiple", "contact"}, {"UpdateMultiple", "cs_subscription"}, {"CopyDynamicListToStatic", "list"}} {
 		b.filterID(t, f[0], f[1])
 	}
 	for _, f := range [][2]string{{"Associate", "list"}, {"SetState", "listmember"}, {"Create", "systemuser"}, {"AddMember", "contact"},
-		{"CreateMultiple", "listmember"}, {"UpdateMultiple", "systemuser"}} {
+		{"CreateMultiple", "listmember"}, {"UpdateMultiple", "systemuser"}, {"Create", "activityparty"}} {
 		a := b.call(t, http.MethodGet, "sdkmessagefilters?"+query("$filter", "sdkmessageid/name eq '"+f[0]+"' and primaryobjecttypecode eq '"+f[1]+"'"), nil)
 		if n := len(values(t, a)); n != 0 {
 			t.Errorf("%s of %s: %d filters, want none", f[0], f[1], n)

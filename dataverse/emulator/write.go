@@ -16,10 +16,19 @@ import (
 )
 
 // change is a parsed request body: canonical values by column logical name (nil
-// clears the column; a ref sets a lookup) and the primary key if the body named it.
+// clears the column; a ref sets a lookup), the primary key if the body named it
+// and the rows of a deep insert.
 type change struct {
-	vals map[string]any
-	pk   string
+	vals    map[string]any
+	pk      string
+	related []related
+}
+
+// related is what a deep insert puts into one 1:N navigation property: the rows
+// to create with the new row (party.go).
+type related struct {
+	nav  oneToMany
+	rows []*change
 }
 
 // parseChange validates a body against the table as the Web API's OData reader
@@ -77,6 +86,14 @@ func parseChange(reg *registry, t *table, body map[string]any) (*change, error) 
 				return nil, errNotImplemented("deep insert through navigation property '" + k + "'")
 			}
 			ch.vals[nr.col.name] = nil
+			continue
+		}
+		if nav, ok := t.child(k); ok {
+			rows, err := parseRelated(reg, t, nav, v)
+			if err != nil {
+				return nil, err
+			}
+			ch.related = append(ch.related, related{nav: nav, rows: rows})
 			continue
 		}
 		c, ok := t.byProp[k]
@@ -295,7 +312,27 @@ func errReadOnlyTable(t *table, method string) *apiError {
 	return errorf(http.StatusBadRequest, codeInvalidArgument, "The '%s' method does not support entities of type '%s'.", method, t.logical)
 }
 
+// insertLocked validates and inserts a row and the rows of its deep insert, all or
+// nothing; it raises no events.
 func (e *Emulator) insertLocked(t *table, caller *principal, ch *change, urlID string) (*record, error) {
+	if len(ch.related) == 0 {
+		return e.insertRowLocked(t, caller, ch, urlID)
+	}
+	tx := e.beginLocked()
+	rec, err := e.insertRowLocked(t, caller, ch, urlID)
+	if err == nil {
+		err = e.insertRelatedLocked(t, rec, ch.related, caller)
+	}
+	if err != nil {
+		tx.rollbackLocked()
+		return nil, err
+	}
+	tx.commitLocked() // nothing in between raised events
+	return rec, nil
+}
+
+// insertRowLocked validates and inserts one row.
+func (e *Emulator) insertRowLocked(t *table, caller *principal, ch *change, urlID string) (*record, error) {
 	id := ch.pk
 	switch {
 	case urlID != "" && id != "" && id != urlID:
@@ -432,6 +469,9 @@ func etagMatches(h string, rec *record) bool {
 func (e *Emulator) updateLocked(t *table, rec *record, ch *change, caller *principal) error {
 	if ch.pk != "" && ch.pk != rec.id {
 		return errorf(http.StatusBadRequest, codeInvalidArgument, "The key in the body (%s) does not match the key in the URL (%s).", ch.pk, rec.id)
+	}
+	if len(ch.related) > 0 {
+		return errNotImplemented("deep update through navigation property '" + ch.related[0].nav.name + "'")
 	}
 	if t.logical == "lead" && !e.cfg.AllowQualifiedLeadUpdates {
 		if state, _ := rec.vals["statecode"].(int64); state == 1 {
@@ -645,6 +685,16 @@ func (e *Emulator) removeLocked(t *table, rec *record) {
 			e.saveLocked("listmember", m.id)
 			delete(e.rows["listmember"], m.id)
 			e.addMemberCountLocked(m.vals, -1)
+		}
+	}
+	// Campaign items name their item by GUID, not by a lookup the loop below
+	// would find; their campaign's lookup cascades there.
+	for _, in := range []intersect{campaignItems, campaignActivityItems} {
+		for _, m := range e.rows[in.table] {
+			if in.itemOf(m.vals) == gone {
+				e.saveLocked(in.table, m.id)
+				delete(e.rows[in.table], m.id)
+			}
 		}
 	}
 	for _, other := range e.reg.tables {

@@ -30,12 +30,14 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	CampaignSend() CampaignSendResolver
 	CrmConnection() CrmConnectionResolver
 	IngestStats() IngestStatsResolver
 	LanguageMapping() LanguageMappingResolver
 	MarketingList() MarketingListResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
+	Reaction() ReactionResolver
 	Subscriber() SubscriberResolver
 	SubscriberGroup() SubscriberGroupResolver
 	Subscription() SubscriptionResolver
@@ -48,6 +50,67 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	CampaignSend struct {
+		CRMCampaignActivityID func(childComplexity int) int
+		CRMCampaignID         func(childComplexity int) int
+		CreatedAt             func(childComplexity int) int
+		Error                 func(childComplexity int) int
+		Excluded              func(childComplexity int) int
+		FinishedAt            func(childComplexity int) int
+		Group                 func(childComplexity int) int
+		ID                    func(childComplexity int) int
+		ListIDs               func(childComplexity int) int
+		Progress              func(childComplexity int) int
+		Reactions             func(childComplexity int, typeArg *store.ReactionType, first *int, after *string) int
+		RecipientCount        func(childComplexity int) int
+		ScheduledAt           func(childComplexity int) int
+		SenderEmail           func(childComplexity int) int
+		SenderName            func(childComplexity int) int
+		StartedAt             func(childComplexity int) int
+		Stats                 func(childComplexity int) int
+		Status                func(childComplexity int) int
+		Subject               func(childComplexity int) int
+		Trigger               func(childComplexity int) int
+	}
+
+	CampaignSendConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CampaignSendEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CampaignSendProgress struct {
+		Bounced     func(childComplexity int) int
+		Deferred    func(childComplexity int) int
+		Failed      func(childComplexity int) int
+		Pass        func(childComplexity int) int
+		Sent        func(childComplexity int) int
+		Total       func(childComplexity int) int
+		Unconfirmed func(childComplexity int) int
+	}
+
+	CampaignSettings struct {
+		HasSendingEngineSecret func(childComplexity int) int
+		Responses              func(childComplexity int) int
+		SendRatePerMinute      func(childComplexity int) int
+		SendingEngineURL       func(childComplexity int) int
+		SoftBounceLimit        func(childComplexity int) int
+	}
+
+	CampaignStats struct {
+		Bounces      func(childComplexity int) int
+		Clicks       func(childComplexity int) int
+		Complaints   func(childComplexity int) int
+		Opens        func(childComplexity int) int
+		Sent         func(childComplexity int) int
+		Unsubscribes func(childComplexity int) int
+	}
+
 	ConnectionTest struct {
 		Detail    func(childComplexity int) int
 		LatencyMs func(childComplexity int) int
@@ -56,6 +119,7 @@ type ComplexityRoot struct {
 
 	CrmConnection struct {
 		Bidirectional     func(childComplexity int) int
+		CampaignSettings  func(childComplexity int) int
 		CreatedAt         func(childComplexity int) int
 		DefaultLanguage   func(childComplexity int) int
 		FieldMappings     func(childComplexity int) int
@@ -136,12 +200,15 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		CancelCampaignSend    func(childComplexity int, id string) int
 		CreateConnection      func(childComplexity int, input model.CreateConnectionInput) int
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
 		DeleteSubscriber      func(childComplexity int, id string) int
 		DeleteSubscriberGroup func(childComplexity int, id string) int
 		RenameSubscriberGroup func(childComplexity int, id string, name string) int
 		ReplayEvents          func(childComplexity int, recordID *string, status *model.SyncStatus) int
+		SendCampaign          func(childComplexity int, input model.SendCampaignInput) int
+		SetCampaignSettings   func(childComplexity int, connectionID string, input model.CampaignSettingsInput) int
 		SetFieldMappings      func(childComplexity int, connectionID string, mappings []*model.FieldMappingInput) int
 		SetGroupCrmSync       func(childComplexity int, groupID string, enabled bool) int
 		SetLanguageMapping    func(childComplexity int, connectionID string, input model.LanguageMappingInput) int
@@ -159,6 +226,8 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		CampaignSend      func(childComplexity int, id string) int
+		CampaignSends     func(childComplexity int, first *int, after *string) int
 		Connection        func(childComplexity int, id string) int
 		Connections       func(childComplexity int) int
 		IngestStats       func(childComplexity int, connectionID string) int
@@ -171,6 +240,27 @@ type ComplexityRoot struct {
 		SyncEvents        func(childComplexity int, recordID *string, status *model.SyncStatus, first *int, after *string) int
 		SyncRun           func(childComplexity int, id string) int
 		SyncRuns          func(childComplexity int, listID string, first *int, after *string) int
+	}
+
+	Reaction struct {
+		BounceType    func(childComplexity int) int
+		CRMResponseID func(childComplexity int) int
+		ID            func(childComplexity int) int
+		OccurredAt    func(childComplexity int) int
+		Subscriber    func(childComplexity int) int
+		Type          func(childComplexity int) int
+		URL           func(childComplexity int) int
+	}
+
+	ReactionConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ReactionEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	RejectedSubscriber struct {
@@ -225,7 +315,8 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		SyncEvents func(childComplexity int, recordID *string) int
+		CampaignSendProgress func(childComplexity int, id string) int
+		SyncEvents           func(childComplexity int, recordID *string) int
 	}
 
 	SyncChange struct {
@@ -316,9 +407,21 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type CampaignSendResolver interface {
+	Status(ctx context.Context, obj *store.CampaignSend) (string, error)
+
+	Stats(ctx context.Context, obj *store.CampaignSend) (*model.CampaignStats, error)
+	Reactions(ctx context.Context, obj *store.CampaignSend, typeArg *store.ReactionType, first *int, after *string) (*model.ReactionConnection, error)
+
+	Progress(ctx context.Context, obj *store.CampaignSend) (*model.CampaignSendProgress, error)
+	Excluded(ctx context.Context, obj *store.CampaignSend) (map[string]any, error)
+	Group(ctx context.Context, obj *store.CampaignSend) (*store.Group, error)
+}
 type CrmConnectionResolver interface {
 	WebhookPath(ctx context.Context, obj *store.Connection) (string, error)
 	WebhookURL(ctx context.Context, obj *store.Connection) (string, error)
+
+	CampaignSettings(ctx context.Context, obj *store.Connection) (*model.CampaignSettings, error)
 }
 type IngestStatsResolver interface {
 	LatencyP50Ms(ctx context.Context, obj *store.IngestStats) (float64, error)
@@ -339,6 +442,9 @@ type MutationResolver interface {
 	UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error)
 	SetFieldMappings(ctx context.Context, connectionID string, mappings []*model.FieldMappingInput) ([]*store.FieldMapping, error)
 	SetLanguageMapping(ctx context.Context, connectionID string, input model.LanguageMappingInput) (*store.Connection, error)
+	SendCampaign(ctx context.Context, input model.SendCampaignInput) (*store.CampaignSend, error)
+	CancelCampaignSend(ctx context.Context, id string) (*store.CampaignSend, error)
+	SetCampaignSettings(ctx context.Context, connectionID string, input model.CampaignSettingsInput) (*store.Connection, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
 	SetGroupCrmSync(ctx context.Context, groupID string, enabled bool) (*store.Group, error)
 	RenameSubscriberGroup(ctx context.Context, id string, name string) (*store.Group, error)
@@ -353,6 +459,8 @@ type MutationResolver interface {
 type QueryResolver interface {
 	Connection(ctx context.Context, id string) (*store.Connection, error)
 	Connections(ctx context.Context) ([]*store.Connection, error)
+	CampaignSend(ctx context.Context, id string) (*store.CampaignSend, error)
+	CampaignSends(ctx context.Context, first *int, after *string) (*model.CampaignSendConnection, error)
 	SubscriberGroup(ctx context.Context, id string) (*store.Group, error)
 	SubscriberGroups(ctx context.Context, first *int, after *string) (*model.SubscriberGroupConnection, error)
 	IngestStats(ctx context.Context, connectionID string) (*store.IngestStats, error)
@@ -363,6 +471,13 @@ type QueryResolver interface {
 	Subscriber(ctx context.Context, id string) (*store.Subscriber, error)
 	SubscriberByEmail(ctx context.Context, groupID string, email string) (*store.Subscriber, error)
 	SyncEvents(ctx context.Context, recordID *string, status *model.SyncStatus, first *int, after *string) (*model.SyncEventConnection, error)
+}
+type ReactionResolver interface {
+	Subscriber(ctx context.Context, obj *store.Reaction) (*store.Subscriber, error)
+
+	URL(ctx context.Context, obj *store.Reaction) (*string, error)
+
+	BounceType(ctx context.Context, obj *store.Reaction) (*string, error)
 }
 type SubscriberResolver interface {
 	Group(ctx context.Context, obj *store.Subscriber) (*store.Group, error)
@@ -376,6 +491,7 @@ type SubscriberGroupResolver interface {
 }
 type SubscriptionResolver interface {
 	SyncEvents(ctx context.Context, recordID *string) (<-chan *store.InboxEvent, error)
+	CampaignSendProgress(ctx context.Context, id string) (<-chan *store.CampaignSend, error)
 }
 type SyncEventResolver interface {
 	At(ctx context.Context, obj *store.InboxEvent) (*time.Time, error)
@@ -410,6 +526,275 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "CampaignSend.crmCampaignActivityId":
+		if e.ComplexityRoot.CampaignSend.CRMCampaignActivityID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.CRMCampaignActivityID(childComplexity), true
+	case "CampaignSend.crmCampaignId":
+		if e.ComplexityRoot.CampaignSend.CRMCampaignID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.CRMCampaignID(childComplexity), true
+	case "CampaignSend.createdAt":
+		if e.ComplexityRoot.CampaignSend.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.CreatedAt(childComplexity), true
+	case "CampaignSend.error":
+		if e.ComplexityRoot.CampaignSend.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Error(childComplexity), true
+	case "CampaignSend.excluded":
+		if e.ComplexityRoot.CampaignSend.Excluded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Excluded(childComplexity), true
+	case "CampaignSend.finishedAt":
+		if e.ComplexityRoot.CampaignSend.FinishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.FinishedAt(childComplexity), true
+	case "CampaignSend.group":
+		if e.ComplexityRoot.CampaignSend.Group == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Group(childComplexity), true
+	case "CampaignSend.id":
+		if e.ComplexityRoot.CampaignSend.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.ID(childComplexity), true
+	case "CampaignSend.listIds":
+		if e.ComplexityRoot.CampaignSend.ListIDs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.ListIDs(childComplexity), true
+	case "CampaignSend.progress":
+		if e.ComplexityRoot.CampaignSend.Progress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Progress(childComplexity), true
+	case "CampaignSend.reactions":
+		if e.ComplexityRoot.CampaignSend.Reactions == nil {
+			break
+		}
+
+		args, err := ec.field_CampaignSend_reactions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.CampaignSend.Reactions(childComplexity, args["type"].(*store.ReactionType), args["first"].(*int), args["after"].(*string)), true
+	case "CampaignSend.recipientCount":
+		if e.ComplexityRoot.CampaignSend.RecipientCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.RecipientCount(childComplexity), true
+	case "CampaignSend.scheduledAt":
+		if e.ComplexityRoot.CampaignSend.ScheduledAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.ScheduledAt(childComplexity), true
+	case "CampaignSend.senderEmail":
+		if e.ComplexityRoot.CampaignSend.SenderEmail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.SenderEmail(childComplexity), true
+	case "CampaignSend.senderName":
+		if e.ComplexityRoot.CampaignSend.SenderName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.SenderName(childComplexity), true
+	case "CampaignSend.startedAt":
+		if e.ComplexityRoot.CampaignSend.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.StartedAt(childComplexity), true
+	case "CampaignSend.stats":
+		if e.ComplexityRoot.CampaignSend.Stats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Stats(childComplexity), true
+	case "CampaignSend.status":
+		if e.ComplexityRoot.CampaignSend.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Status(childComplexity), true
+	case "CampaignSend.subject":
+		if e.ComplexityRoot.CampaignSend.Subject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Subject(childComplexity), true
+	case "CampaignSend.trigger":
+		if e.ComplexityRoot.CampaignSend.Trigger == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSend.Trigger(childComplexity), true
+
+	case "CampaignSendConnection.edges":
+		if e.ComplexityRoot.CampaignSendConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendConnection.Edges(childComplexity), true
+	case "CampaignSendConnection.pageInfo":
+		if e.ComplexityRoot.CampaignSendConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendConnection.PageInfo(childComplexity), true
+	case "CampaignSendConnection.totalCount":
+		if e.ComplexityRoot.CampaignSendConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendConnection.TotalCount(childComplexity), true
+
+	case "CampaignSendEdge.cursor":
+		if e.ComplexityRoot.CampaignSendEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendEdge.Cursor(childComplexity), true
+	case "CampaignSendEdge.node":
+		if e.ComplexityRoot.CampaignSendEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendEdge.Node(childComplexity), true
+
+	case "CampaignSendProgress.bounced":
+		if e.ComplexityRoot.CampaignSendProgress.Bounced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendProgress.Bounced(childComplexity), true
+	case "CampaignSendProgress.deferred":
+		if e.ComplexityRoot.CampaignSendProgress.Deferred == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendProgress.Deferred(childComplexity), true
+	case "CampaignSendProgress.failed":
+		if e.ComplexityRoot.CampaignSendProgress.Failed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendProgress.Failed(childComplexity), true
+	case "CampaignSendProgress.pass":
+		if e.ComplexityRoot.CampaignSendProgress.Pass == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendProgress.Pass(childComplexity), true
+	case "CampaignSendProgress.sent":
+		if e.ComplexityRoot.CampaignSendProgress.Sent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendProgress.Sent(childComplexity), true
+	case "CampaignSendProgress.total":
+		if e.ComplexityRoot.CampaignSendProgress.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendProgress.Total(childComplexity), true
+	case "CampaignSendProgress.unconfirmed":
+		if e.ComplexityRoot.CampaignSendProgress.Unconfirmed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSendProgress.Unconfirmed(childComplexity), true
+
+	case "CampaignSettings.hasSendingEngineSecret":
+		if e.ComplexityRoot.CampaignSettings.HasSendingEngineSecret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSettings.HasSendingEngineSecret(childComplexity), true
+	case "CampaignSettings.responses":
+		if e.ComplexityRoot.CampaignSettings.Responses == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSettings.Responses(childComplexity), true
+	case "CampaignSettings.sendRatePerMinute":
+		if e.ComplexityRoot.CampaignSettings.SendRatePerMinute == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSettings.SendRatePerMinute(childComplexity), true
+	case "CampaignSettings.sendingEngineUrl":
+		if e.ComplexityRoot.CampaignSettings.SendingEngineURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSettings.SendingEngineURL(childComplexity), true
+	case "CampaignSettings.softBounceLimit":
+		if e.ComplexityRoot.CampaignSettings.SoftBounceLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignSettings.SoftBounceLimit(childComplexity), true
+
+	case "CampaignStats.bounces":
+		if e.ComplexityRoot.CampaignStats.Bounces == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignStats.Bounces(childComplexity), true
+	case "CampaignStats.clicks":
+		if e.ComplexityRoot.CampaignStats.Clicks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignStats.Clicks(childComplexity), true
+	case "CampaignStats.complaints":
+		if e.ComplexityRoot.CampaignStats.Complaints == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignStats.Complaints(childComplexity), true
+	case "CampaignStats.opens":
+		if e.ComplexityRoot.CampaignStats.Opens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignStats.Opens(childComplexity), true
+	case "CampaignStats.sent":
+		if e.ComplexityRoot.CampaignStats.Sent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignStats.Sent(childComplexity), true
+	case "CampaignStats.unsubscribes":
+		if e.ComplexityRoot.CampaignStats.Unsubscribes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CampaignStats.Unsubscribes(childComplexity), true
+
 	case "ConnectionTest.detail":
 		if e.ComplexityRoot.ConnectionTest.Detail == nil {
 			break
@@ -435,6 +820,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CrmConnection.Bidirectional(childComplexity), true
+	case "CrmConnection.campaignSettings":
+		if e.ComplexityRoot.CrmConnection.CampaignSettings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.CampaignSettings(childComplexity), true
 	case "CrmConnection.createdAt":
 		if e.ComplexityRoot.CrmConnection.CreatedAt == nil {
 			break
@@ -762,6 +1153,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MarketingListEdge.Node(childComplexity), true
 
+	case "Mutation.cancelCampaignSend":
+		if e.ComplexityRoot.Mutation.CancelCampaignSend == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelCampaignSend_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelCampaignSend(childComplexity, args["id"].(string)), true
 	case "Mutation.createConnection":
 		if e.ComplexityRoot.Mutation.CreateConnection == nil {
 			break
@@ -828,6 +1230,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ReplayEvents(childComplexity, args["recordId"].(*string), args["status"].(*model.SyncStatus)), true
+	case "Mutation.sendCampaign":
+		if e.ComplexityRoot.Mutation.SendCampaign == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_sendCampaign_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SendCampaign(childComplexity, args["input"].(model.SendCampaignInput)), true
+	case "Mutation.setCampaignSettings":
+		if e.ComplexityRoot.Mutation.SetCampaignSettings == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setCampaignSettings_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetCampaignSettings(childComplexity, args["connectionId"].(string), args["input"].(model.CampaignSettingsInput)), true
 	case "Mutation.setFieldMappings":
 		if e.ComplexityRoot.Mutation.SetFieldMappings == nil {
 			break
@@ -941,6 +1365,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
 
+	case "Query.campaignSend":
+		if e.ComplexityRoot.Query.CampaignSend == nil {
+			break
+		}
+
+		args, err := ec.field_Query_campaignSend_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.CampaignSend(childComplexity, args["id"].(string)), true
+	case "Query.campaignSends":
+		if e.ComplexityRoot.Query.CampaignSends == nil {
+			break
+		}
+
+		args, err := ec.field_Query_campaignSends_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.CampaignSends(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Query.connection":
 		if e.ComplexityRoot.Query.Connection == nil {
 			break
@@ -1069,6 +1515,81 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SyncRuns(childComplexity, args["listId"].(string), args["first"].(*int), args["after"].(*string)), true
+
+	case "Reaction.bounceType":
+		if e.ComplexityRoot.Reaction.BounceType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Reaction.BounceType(childComplexity), true
+	case "Reaction.crmResponseId":
+		if e.ComplexityRoot.Reaction.CRMResponseID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Reaction.CRMResponseID(childComplexity), true
+	case "Reaction.id":
+		if e.ComplexityRoot.Reaction.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Reaction.ID(childComplexity), true
+	case "Reaction.occurredAt":
+		if e.ComplexityRoot.Reaction.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Reaction.OccurredAt(childComplexity), true
+	case "Reaction.subscriber":
+		if e.ComplexityRoot.Reaction.Subscriber == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Reaction.Subscriber(childComplexity), true
+	case "Reaction.type":
+		if e.ComplexityRoot.Reaction.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Reaction.Type(childComplexity), true
+	case "Reaction.url":
+		if e.ComplexityRoot.Reaction.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Reaction.URL(childComplexity), true
+
+	case "ReactionConnection.edges":
+		if e.ComplexityRoot.ReactionConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReactionConnection.Edges(childComplexity), true
+	case "ReactionConnection.pageInfo":
+		if e.ComplexityRoot.ReactionConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReactionConnection.PageInfo(childComplexity), true
+	case "ReactionConnection.totalCount":
+		if e.ComplexityRoot.ReactionConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReactionConnection.TotalCount(childComplexity), true
+
+	case "ReactionEdge.cursor":
+		if e.ComplexityRoot.ReactionEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReactionEdge.Cursor(childComplexity), true
+	case "ReactionEdge.node":
+		if e.ComplexityRoot.ReactionEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReactionEdge.Node(childComplexity), true
 
 	case "RejectedSubscriber.email":
 		if e.ComplexityRoot.RejectedSubscriber.Email == nil {
@@ -1262,6 +1783,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SubscriberGroupEdge.Node(childComplexity), true
 
+	case "Subscription.campaignSendProgress":
+		if e.ComplexityRoot.Subscription.CampaignSendProgress == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_campaignSendProgress_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.CampaignSendProgress(childComplexity, args["id"].(string)), true
 	case "Subscription.syncEvents":
 		if e.ComplexityRoot.Subscription.SyncEvents == nil {
 			break
@@ -1599,11 +2131,13 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("CampaignSettingsInput", ec.unmarshalInputCampaignSettingsInput),
 			graphql.NewInputUnmarshaler("CreateConnectionInput", ec.unmarshalInputCreateConnectionInput),
 			graphql.NewInputUnmarshaler("CreateSubscriberGroupInput", ec.unmarshalInputCreateSubscriberGroupInput),
 			graphql.NewInputUnmarshaler("FieldMappingInput", ec.unmarshalInputFieldMappingInput),
 			graphql.NewInputUnmarshaler("LanguageMappingInput", ec.unmarshalInputLanguageMappingInput),
 			graphql.NewInputUnmarshaler("ListScheduleInput", ec.unmarshalInputListScheduleInput),
+			graphql.NewInputUnmarshaler("SendCampaignInput", ec.unmarshalInputSendCampaignInput),
 			graphql.NewInputUnmarshaler("SubscriberInput", ec.unmarshalInputSubscriberInput),
 			graphql.NewInputUnmarshaler("UpdateConnectionInput", ec.unmarshalInputUpdateConnectionInput),
 			graphql.NewInputUnmarshaler("WebhookAuthInput", ec.unmarshalInputWebhookAuthInput),
@@ -1700,6 +2234,177 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../../schema/campaign.graphqls", Input: `# Campaign sends: e-mails to the subscribed members of a group and/or marketing
+# lists, their delivery progress and the recipients' reactions; and a connection's
+# settings for them.
+
+enum ReactionType { OPEN CLICK BOUNCE UNSUBSCRIBE COMPLAINT }
+
+"How a connection writes reactions back to the CRM as campaign responses."
+enum CampaignResponseMode {
+  "One campaignresponse row per reaction."
+  PER_REACTION
+  "Only the first reaction of each type per recipient (first open, first click …), which keeps the CRM's storage small."
+  FIRST_PER_TYPE
+}
+
+"One e-mail campaign going out: created by sendCampaign or by the CRM's \"Send campaign\" on a campaign activity."
+type CampaignSend {
+  id: ID!
+  "The CRM campaign and activity the send came from; reactions become campaign responses only for such sends."
+  crmCampaignId: ID
+  crmCampaignActivityId: ID
+  subject: String!
+  senderName: String!
+  senderEmail: String!
+  "DRAFT, SCHEDULED, SENDING, SENT, FAILED or CANCELLED."
+  status: String!
+  "How many addresses the send goes to; 0 until its recipients are resolved when it starts."
+  recipientCount: Int!
+  stats: CampaignStats!
+  "The recipients' reactions in id order, optionally of one type."
+  reactions(type: ReactionType, first: Int = 50, after: String): ReactionConnection!
+  createdAt: Time!
+  "When the send is to start; null: as soon as it can."
+  scheduledAt: Time
+  startedAt: Time
+  finishedAt: Time
+  "Why a FAILED send failed."
+  error: String
+  progress: CampaignSendProgress!
+  "Members left out when the recipients were resolved, by reason (unsubscribed, bounced, duplicate, pendingOptIn) → count."
+  excluded: JSON!
+  "The group the send names; null when it names lists only, or the group is gone."
+  group: SubscriberGroup
+  "The CRM ids of the marketing lists the send names."
+  listIds: [ID!]!
+  "What created the send: api or crm."
+  trigger: String!
+}
+
+"Delivery counts and the reactions counted for a send."
+type CampaignStats {
+  sent: Int!
+  opens: Int!
+  clicks: Int!
+  bounces: Int!
+  unsubscribes: Int!
+  complaints: Int!
+}
+
+"Where the delivery of a send stands."
+type CampaignSendProgress {
+  sent: Int!
+  "Refused at delivery."
+  bounced: Int!
+  "Refused for now; a later pass tries them again."
+  deferred: Int!
+  "Given up on."
+  failed: Int!
+  "Interrupted while being handed over: they may or may not have gone out, and are not sent again."
+  unconfirmed: Int!
+  "The recipient count."
+  total: Int!
+  "The delivery pass; a pass after the first retries deferred recipients."
+  pass: Int!
+}
+
+"One counted reaction of a recipient to a send's message; repeats within an hour (a second open, a double click) count once."
+type Reaction {
+  id: ID!
+  type: ReactionType!
+  "Null when the subscriber has been deleted since."
+  subscriber: Subscriber
+  occurredAt: Time!
+  "The link clicked (CLICK)."
+  url: String
+  "The campaignresponse row written to the CRM for it, once written."
+  crmResponseId: ID
+  "hard or soft (BOUNCE)."
+  bounceType: String
+}
+
+type CampaignSendConnection { edges: [CampaignSendEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type CampaignSendEdge { cursor: String! node: CampaignSend! }
+type ReactionConnection { edges: [ReactionEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type ReactionEdge { cursor: String! node: Reaction! }
+
+"""
+A send's recipients: groupId and/or listIds when given; otherwise the lists linked
+to the campaign activity, else those of its campaign. Subscribed members only, once
+per address. A send needs an HTML or a text body.
+"""
+input SendCampaignInput {
+  crmCampaignActivityId: ID
+  groupId: ID
+  "CRM ids of marketing lists synchronised to the eMS."
+  listIds: [ID!]
+  subject: String!
+  senderName: String!
+  senderEmail: String!
+  htmlBody: String
+  textBody: String
+  "When to start; null or a past time: now."
+  scheduledAt: Time
+  "Keep the send as a DRAFT: it goes out when the CRM's \"Send campaign\" names it (CampaignSendId), not before."
+  draft: Boolean = false
+}
+
+"A connection's settings for campaign sends."
+type CampaignSettings {
+  "The most messages a send hands over per minute; 0: no cap."
+  sendRatePerMinute: Int!
+  responses: CampaignResponseMode!
+  "How many soft bounces mark an address invalid (a hard bounce does at once)."
+  softBounceLimit: Int!
+  "The eMS sending engine that gets each message as a signed webhook instead of SMTP; null: SMTP."
+  sendingEngineUrl: String
+  "Whether a secret for signing the sending engine's webhooks is set; the secret itself is never shown."
+  hasSendingEngineSecret: Boolean!
+}
+
+"A partial change of a connection's campaign settings: omitted fields stay as they are."
+input CampaignSettingsInput {
+  "0 (no cap) to 1,000,000."
+  sendRatePerMinute: Int
+  responses: CampaignResponseMode
+  "1 to 100."
+  softBounceLimit: Int
+  "An http(s) URL; \"\" turns the hand-off off (back to SMTP)."
+  sendingEngineUrl: String
+  "whsec_ + base64 of 24 to 64 random bytes; write-only. A sending engine needs one."
+  sendingEngineSecret: String
+}
+
+extend type CrmConnection {
+  campaignSettings: CampaignSettings!
+}
+
+extend type Query {
+  campaignSend(id: ID!): CampaignSend @hasRole(role: VIEWER)
+  "The tenant's sends, newest first."
+  campaignSends(first: Int = 50, after: String): CampaignSendConnection! @hasRole(role: VIEWER)
+}
+
+extend type Mutation {
+  "Validates and stores a send, SCHEDULED (or DRAFT); its recipients are resolved when it starts. Bad input is BAD_USER_INPUT naming the field."
+  sendCampaign(input: SendCampaignInput!): CampaignSend! @hasRole(role: EDITOR)
+  "Cancels a send that has not started at once; one going out stops before its next page of recipients. A finished send is CONFLICT."
+  cancelCampaignSend(id: ID!): CampaignSend! @hasRole(role: EDITOR)
+  setCampaignSettings(connectionId: ID!, input: CampaignSettingsInput!): CrmConnection! @hasRole(role: ADMIN)
+}
+
+extend type Subscription {
+  """
+  The send now, and again whenever its status or delivery progress changes; it
+  completes once the send is SENT, FAILED or CANCELLED. This instance polls the store
+  for it (about twice a second), since sends have no cross-instance notifier yet, so
+  it sees sends that any instance runs. The connection ends when its token expires:
+  reconnect with a fresh one.
+  """
+  campaignSendProgress(id: ID!): CampaignSend! @hasRole(role: VIEWER)
+}
+`, BuiltIn: false},
 	{Name: "../../schema/common.graphqls", Input: `# Shared scalars, enums and the access directive.
 
 scalar Time
@@ -1856,7 +2561,7 @@ extend type Mutation {
   createSubscriberGroup(input: CreateSubscriberGroupInput!): SubscriberGroup! @hasRole(role: EDITOR)
   setGroupCrmSync(groupId: ID!, enabled: Boolean!): SubscriberGroup! @hasRole(role: EDITOR)
   renameSubscriberGroup(id: ID!, name: String!): SubscriberGroup! @hasRole(role: EDITOR)
-  "Deletes the group with its subscribers."
+  "Deletes the group with its subscribers; a group with campaign sends SCHEDULED or SENDING is CONFLICT."
   deleteSubscriberGroup(id: ID!): Boolean! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
@@ -2038,6 +2743,128 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_CampaignSend(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CampaignSend_id(ctx, field)
+	case "crmCampaignId":
+		return ec.fieldContext_CampaignSend_crmCampaignId(ctx, field)
+	case "crmCampaignActivityId":
+		return ec.fieldContext_CampaignSend_crmCampaignActivityId(ctx, field)
+	case "subject":
+		return ec.fieldContext_CampaignSend_subject(ctx, field)
+	case "senderName":
+		return ec.fieldContext_CampaignSend_senderName(ctx, field)
+	case "senderEmail":
+		return ec.fieldContext_CampaignSend_senderEmail(ctx, field)
+	case "status":
+		return ec.fieldContext_CampaignSend_status(ctx, field)
+	case "recipientCount":
+		return ec.fieldContext_CampaignSend_recipientCount(ctx, field)
+	case "stats":
+		return ec.fieldContext_CampaignSend_stats(ctx, field)
+	case "reactions":
+		return ec.fieldContext_CampaignSend_reactions(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_CampaignSend_createdAt(ctx, field)
+	case "scheduledAt":
+		return ec.fieldContext_CampaignSend_scheduledAt(ctx, field)
+	case "startedAt":
+		return ec.fieldContext_CampaignSend_startedAt(ctx, field)
+	case "finishedAt":
+		return ec.fieldContext_CampaignSend_finishedAt(ctx, field)
+	case "error":
+		return ec.fieldContext_CampaignSend_error(ctx, field)
+	case "progress":
+		return ec.fieldContext_CampaignSend_progress(ctx, field)
+	case "excluded":
+		return ec.fieldContext_CampaignSend_excluded(ctx, field)
+	case "group":
+		return ec.fieldContext_CampaignSend_group(ctx, field)
+	case "listIds":
+		return ec.fieldContext_CampaignSend_listIds(ctx, field)
+	case "trigger":
+		return ec.fieldContext_CampaignSend_trigger(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignSend", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignSendConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CampaignSendConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CampaignSendConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CampaignSendConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignSendConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignSendEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CampaignSendEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CampaignSendEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignSendEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignSendProgress(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sent":
+		return ec.fieldContext_CampaignSendProgress_sent(ctx, field)
+	case "bounced":
+		return ec.fieldContext_CampaignSendProgress_bounced(ctx, field)
+	case "deferred":
+		return ec.fieldContext_CampaignSendProgress_deferred(ctx, field)
+	case "failed":
+		return ec.fieldContext_CampaignSendProgress_failed(ctx, field)
+	case "unconfirmed":
+		return ec.fieldContext_CampaignSendProgress_unconfirmed(ctx, field)
+	case "total":
+		return ec.fieldContext_CampaignSendProgress_total(ctx, field)
+	case "pass":
+		return ec.fieldContext_CampaignSendProgress_pass(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignSendProgress", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignSettings(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sendRatePerMinute":
+		return ec.fieldContext_CampaignSettings_sendRatePerMinute(ctx, field)
+	case "responses":
+		return ec.fieldContext_CampaignSettings_responses(ctx, field)
+	case "softBounceLimit":
+		return ec.fieldContext_CampaignSettings_softBounceLimit(ctx, field)
+	case "sendingEngineUrl":
+		return ec.fieldContext_CampaignSettings_sendingEngineUrl(ctx, field)
+	case "hasSendingEngineSecret":
+		return ec.fieldContext_CampaignSettings_hasSendingEngineSecret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignSettings", field.Name)
+}
+
+func (ec *executionContext) childFields_CampaignStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "sent":
+		return ec.fieldContext_CampaignStats_sent(ctx, field)
+	case "opens":
+		return ec.fieldContext_CampaignStats_opens(ctx, field)
+	case "clicks":
+		return ec.fieldContext_CampaignStats_clicks(ctx, field)
+	case "bounces":
+		return ec.fieldContext_CampaignStats_bounces(ctx, field)
+	case "unsubscribes":
+		return ec.fieldContext_CampaignStats_unsubscribes(ctx, field)
+	case "complaints":
+		return ec.fieldContext_CampaignStats_complaints(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CampaignStats", field.Name)
+}
+
 func (ec *executionContext) childFields_ConnectionTest(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "ok":
@@ -2080,6 +2907,8 @@ func (ec *executionContext) childFields_CrmConnection(ctx context.Context, field
 		return ec.fieldContext_CrmConnection_registration(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_CrmConnection_createdAt(ctx, field)
+	case "campaignSettings":
+		return ec.fieldContext_CrmConnection_campaignSettings(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CrmConnection", field.Name)
 }
@@ -2220,6 +3049,48 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_Reaction(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Reaction_id(ctx, field)
+	case "type":
+		return ec.fieldContext_Reaction_type(ctx, field)
+	case "subscriber":
+		return ec.fieldContext_Reaction_subscriber(ctx, field)
+	case "occurredAt":
+		return ec.fieldContext_Reaction_occurredAt(ctx, field)
+	case "url":
+		return ec.fieldContext_Reaction_url(ctx, field)
+	case "crmResponseId":
+		return ec.fieldContext_Reaction_crmResponseId(ctx, field)
+	case "bounceType":
+		return ec.fieldContext_Reaction_bounceType(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Reaction", field.Name)
+}
+
+func (ec *executionContext) childFields_ReactionConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ReactionConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ReactionConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ReactionConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReactionConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ReactionEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_ReactionEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_ReactionEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReactionEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_RejectedSubscriber(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2620,6 +3491,50 @@ func (ec *executionContext) dir_hasRole_args(ctx context.Context, rawArgs map[st
 	return args, nil
 }
 
+func (ec *executionContext) field_CampaignSend_reactions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "type",
+		func(ctx context.Context, v any) (*store.ReactionType, error) {
+			return ec.unmarshalOReactionType2ᚖcrmsyncᚋstoreᚐReactionType(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["type"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_cancelCampaignSend_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createConnection_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2717,6 +3632,42 @@ func (ec *executionContext) field_Mutation_replayEvents_args(ctx context.Context
 		return nil, err
 	}
 	args["status"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_sendCampaign_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SendCampaignInput, error) {
+			return ec.unmarshalNSendCampaignInput2crmsyncᚋgraphᚋmodelᚐSendCampaignInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setCampaignSettings_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CampaignSettingsInput, error) {
+			return ec.unmarshalNCampaignSettingsInput2crmsyncᚋgraphᚋmodelᚐCampaignSettingsInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
 	return args, nil
 }
 
@@ -2913,6 +3864,42 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_campaignSend_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_campaignSends_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -3164,6 +4151,20 @@ func (ec *executionContext) field_SubscriberGroup_subscribers_args(ctx context.C
 	return args, nil
 }
 
+func (ec *executionContext) field_Subscription_campaignSendProgress_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Subscription_syncEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3273,6 +4274,1070 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _CampaignSend_id(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CampaignSend_crmCampaignId(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_crmCampaignId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CRMCampaignID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_crmCampaignId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CampaignSend_crmCampaignActivityId(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_crmCampaignActivityId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CRMCampaignActivityID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_crmCampaignActivityId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CampaignSend_subject(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_subject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_subject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignSend_senderName(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_senderName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SenderName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_senderName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignSend_senderEmail(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_senderEmail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SenderEmail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_senderEmail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignSend_status(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CampaignSend().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, true, true, "String")
+}
+
+func (ec *executionContext) _CampaignSend_recipientCount(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_recipientCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecipientCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_recipientCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSend_stats(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CampaignSend().Stats(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignStats) graphql.Marshaler {
+			return ec.marshalNCampaignStats2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_stats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignSend",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignSend_reactions(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_reactions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.CampaignSend().Reactions(ctx, obj, fc.Args["type"].(*store.ReactionType), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ReactionConnection) graphql.Marshaler {
+			return ec.marshalNReactionConnection2ᚖcrmsyncᚋgraphᚋmodelᚐReactionConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_reactions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignSend",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReactionConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_CampaignSend_reactions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignSend_createdAt(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignSend_scheduledAt(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_scheduledAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ScheduledAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_scheduledAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignSend_startedAt(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignSend_finishedAt(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_finishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinishedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_finishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CampaignSend_error(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignSend_progress(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CampaignSend().Progress(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignSendProgress) graphql.Marshaler {
+			return ec.marshalNCampaignSendProgress2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendProgress(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_progress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignSend",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSendProgress(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignSend_excluded(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_excluded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CampaignSend().Excluded(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v map[string]any) graphql.Marshaler {
+			return ec.marshalNJSON2map(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_excluded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, true, true, "JSON")
+}
+
+func (ec *executionContext) _CampaignSend_group(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_group(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CampaignSend().Group(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Group) graphql.Marshaler {
+			return ec.marshalOSubscriberGroup2ᚖcrmsyncᚋstoreᚐGroup(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_group(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignSend",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SubscriberGroup(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignSend_listIds(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_listIds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ListIDs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNID2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_listIds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CampaignSend_trigger(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSend_trigger(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Trigger, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSend_trigger(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSend", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignSendConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.CampaignSendEdge) graphql.Marshaler {
+			return ec.marshalNCampaignSendEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignSendConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSendEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignSendConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignSendConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignSendConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSendEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignSendEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.CampaignSend) graphql.Marshaler {
+			return ec.marshalNCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSend(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CampaignSendEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSend(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CampaignSendProgress_sent(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendProgress_sent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendProgress_sent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSendProgress_bounced(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendProgress_bounced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bounced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendProgress_bounced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSendProgress_deferred(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendProgress_deferred(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Deferred, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendProgress_deferred(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSendProgress_failed(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendProgress_failed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Failed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendProgress_failed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSendProgress_unconfirmed(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendProgress_unconfirmed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unconfirmed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendProgress_unconfirmed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSendProgress_total(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendProgress_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendProgress_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSendProgress_pass(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSendProgress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSendProgress_pass(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pass, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSendProgress_pass(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSendProgress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSettings_sendRatePerMinute(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSettings_sendRatePerMinute(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendRatePerMinute, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSettings_sendRatePerMinute(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSettings", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSettings_responses(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSettings_responses(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Responses, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.ResponseMode) graphql.Marshaler {
+			return ec.marshalNCampaignResponseMode2crmsyncᚋstoreᚐResponseMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSettings_responses(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSettings", field, false, false, "CampaignResponseMode")
+}
+
+func (ec *executionContext) _CampaignSettings_softBounceLimit(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSettings_softBounceLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SoftBounceLimit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSettings_softBounceLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSettings", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignSettings_sendingEngineUrl(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSettings_sendingEngineUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SendingEngineURL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSettings_sendingEngineUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSettings", field, false, false, "String")
+}
+
+func (ec *executionContext) _CampaignSettings_hasSendingEngineSecret(ctx context.Context, field graphql.CollectedField, obj *model.CampaignSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignSettings_hasSendingEngineSecret(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HasSendingEngineSecret, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignSettings_hasSendingEngineSecret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignSettings", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _CampaignStats_sent(ctx context.Context, field graphql.CollectedField, obj *model.CampaignStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignStats_sent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sent, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignStats_sent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignStats_opens(ctx context.Context, field graphql.CollectedField, obj *model.CampaignStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignStats_opens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Opens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignStats_opens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignStats_clicks(ctx context.Context, field graphql.CollectedField, obj *model.CampaignStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignStats_clicks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Clicks, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignStats_clicks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignStats_bounces(ctx context.Context, field graphql.CollectedField, obj *model.CampaignStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignStats_bounces(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Bounces, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignStats_bounces(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignStats_unsubscribes(ctx context.Context, field graphql.CollectedField, obj *model.CampaignStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignStats_unsubscribes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unsubscribes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignStats_unsubscribes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CampaignStats_complaints(ctx context.Context, field graphql.CollectedField, obj *model.CampaignStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CampaignStats_complaints(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Complaints, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CampaignStats_complaints(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CampaignStats", field, false, false, "Int")
+}
 
 func (ec *executionContext) _ConnectionTest_ok(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionTest) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -3690,6 +5755,38 @@ func (ec *executionContext) _CrmConnection_createdAt(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_CrmConnection_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CrmConnection", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CrmConnection_campaignSettings(ctx context.Context, field graphql.CollectedField, obj *store.Connection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CrmConnection_campaignSettings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CrmConnection().CampaignSettings(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignSettings) graphql.Marshaler {
+			return ec.marshalNCampaignSettings2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSettings(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CrmConnection_campaignSettings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CrmConnection",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSettings(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CrmRecordRef_entity(ctx context.Context, field graphql.CollectedField, obj *store.CRMRecordRef) (ret graphql.Marshaler) {
@@ -4958,6 +7055,192 @@ func (ec *executionContext) fieldContext_Mutation_setLanguageMapping(ctx context
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_sendCampaign(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_sendCampaign(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SendCampaign(ctx, fc.Args["input"].(model.SendCampaignInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.CampaignSend) graphql.Marshaler {
+			return ec.marshalNCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSend(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_sendCampaign(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSend(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_sendCampaign_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelCampaignSend(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelCampaignSend(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelCampaignSend(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.CampaignSend) graphql.Marshaler {
+			return ec.marshalNCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSend(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelCampaignSend(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSend(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelCampaignSend_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setCampaignSettings(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setCampaignSettings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetCampaignSettings(ctx, fc.Args["connectionId"].(string), fc.Args["input"].(model.CampaignSettingsInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *store.Connection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Connection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Connection) graphql.Marshaler {
+			return ec.marshalNCrmConnection2ᚖcrmsyncᚋstoreᚐConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setCampaignSettings(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CrmConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setCampaignSettings_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createSubscriberGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5736,6 +8019,130 @@ func (ec *executionContext) fieldContext_Query_connections(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_campaignSend(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_campaignSend(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().CampaignSend(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.CampaignSend) graphql.Marshaler {
+			return ec.marshalOCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSend(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_campaignSend(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSend(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_campaignSend_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_campaignSends(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_campaignSends(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().CampaignSends(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.CampaignSendConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.CampaignSendConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CampaignSendConnection) graphql.Marshaler {
+			return ec.marshalNCampaignSendConnection2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_campaignSends(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSendConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_campaignSends_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_subscriberGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6427,6 +8834,318 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Schema(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Reaction_id(ctx context.Context, field graphql.CollectedField, obj *store.Reaction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Reaction_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Reaction_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Reaction", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Reaction_type(ctx context.Context, field graphql.CollectedField, obj *store.Reaction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Reaction_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.ReactionType) graphql.Marshaler {
+			return ec.marshalNReactionType2crmsyncᚋstoreᚐReactionType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Reaction_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Reaction", field, false, false, "ReactionType")
+}
+
+func (ec *executionContext) _Reaction_subscriber(ctx context.Context, field graphql.CollectedField, obj *store.Reaction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Reaction_subscriber(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Reaction().Subscriber(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Subscriber) graphql.Marshaler {
+			return ec.marshalOSubscriber2ᚖcrmsyncᚋstoreᚐSubscriber(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Reaction_subscriber(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Reaction",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Subscriber(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Reaction_occurredAt(ctx context.Context, field graphql.CollectedField, obj *store.Reaction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Reaction_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Reaction_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Reaction", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Reaction_url(ctx context.Context, field graphql.CollectedField, obj *store.Reaction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Reaction_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Reaction().URL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Reaction_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Reaction", field, true, true, "String")
+}
+
+func (ec *executionContext) _Reaction_crmResponseId(ctx context.Context, field graphql.CollectedField, obj *store.Reaction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Reaction_crmResponseId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CRMResponseID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Reaction_crmResponseId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Reaction", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Reaction_bounceType(ctx context.Context, field graphql.CollectedField, obj *store.Reaction) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Reaction_bounceType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Reaction().BounceType(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Reaction_bounceType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Reaction", field, true, true, "String")
+}
+
+func (ec *executionContext) _ReactionConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.ReactionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReactionConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReactionEdge) graphql.Marshaler {
+			return ec.marshalNReactionEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐReactionEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReactionConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ReactionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReactionEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ReactionConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.ReactionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReactionConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReactionConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ReactionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ReactionConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.ReactionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReactionConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReactionConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReactionConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReactionEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.ReactionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReactionEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReactionEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReactionEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReactionEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.ReactionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReactionEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Reaction) graphql.Marshaler {
+			return ec.marshalNReaction2ᚖcrmsyncᚋstoreᚐReaction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReactionEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ReactionEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Reaction(ctx, field)
 		},
 	}
 	return fc, nil
@@ -7289,6 +10008,68 @@ func (ec *executionContext) fieldContext_Subscription_syncEvents(ctx context.Con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_syncEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_campaignSendProgress(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_campaignSendProgress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().CampaignSendProgress(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.CampaignSend
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.CampaignSend) graphql.Marshaler {
+			return ec.marshalNCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSend(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_campaignSendProgress(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CampaignSend(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_campaignSendProgress_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -9647,6 +12428,76 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputCampaignSettingsInput(ctx context.Context, obj any) (model.CampaignSettingsInput, error) {
+	var it model.CampaignSettingsInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"sendRatePerMinute", "responses", "softBounceLimit", "sendingEngineUrl", "sendingEngineSecret"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "sendRatePerMinute":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sendRatePerMinute"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SendRatePerMinute = data
+		case "responses":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("responses"))
+			data, err := ec.unmarshalOCampaignResponseMode2ᚖcrmsyncᚋstoreᚐResponseMode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Responses = data
+		case "softBounceLimit":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("softBounceLimit"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SoftBounceLimit = data
+		case "sendingEngineUrl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sendingEngineUrl"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SendingEngineURL = data
+		case "sendingEngineSecret":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sendingEngineSecret"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SendingEngineSecret = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCampaignSettingsInput unmarshals raw into the CampaignSettingsInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCampaignSettingsInput(ctx context.Context, raw any) (model.CampaignSettingsInput, error) {
+	var out model.CampaignSettingsInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CampaignSettingsInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateConnectionInput(ctx context.Context, obj any) (model.CreateConnectionInput, error) {
 	var it model.CreateConnectionInput
 	if obj == nil {
@@ -10032,6 +12883,115 @@ func UnmarshalListScheduleInput(ctx context.Context, raw any) (model.ListSchedul
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputSendCampaignInput(ctx context.Context, obj any) (model.SendCampaignInput, error) {
+	var it model.SendCampaignInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["draft"]; !present {
+		asMap["draft"] = false
+	}
+
+	fieldsInOrder := [...]string{"crmCampaignActivityId", "groupId", "listIds", "subject", "senderName", "senderEmail", "htmlBody", "textBody", "scheduledAt", "draft"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "crmCampaignActivityId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("crmCampaignActivityId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CrmCampaignActivityID = data
+		case "groupId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupId"))
+			data, err := ec.unmarshalOID2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupID = data
+		case "listIds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("listIds"))
+			data, err := ec.unmarshalOID2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ListIds = data
+		case "subject":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subject"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Subject = data
+		case "senderName":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("senderName"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SenderName = data
+		case "senderEmail":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("senderEmail"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SenderEmail = data
+		case "htmlBody":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("htmlBody"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HTMLBody = data
+		case "textBody":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("textBody"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TextBody = data
+		case "scheduledAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("scheduledAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ScheduledAt = data
+		case "draft":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("draft"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Draft = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSendCampaignInput unmarshals raw into the SendCampaignInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSendCampaignInput(ctx context.Context, raw any) (model.SendCampaignInput, error) {
+	var out model.SendCampaignInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SendCampaignInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputSubscriberInput(ctx context.Context, obj any) (model.SubscriberInput, error) {
 	var it model.SubscriberInput
 	if obj == nil {
@@ -10257,6 +13217,395 @@ func UnmarshalWebhookAuthInput(ctx context.Context, raw any) (model.WebhookAuthI
 
 // region    **************************** object.gotpl ****************************
 
+var campaignSendImplementors = []string{"CampaignSend"}
+
+func (ec *executionContext) _CampaignSend(ctx context.Context, sel ast.SelectionSet, obj *store.CampaignSend) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignSendImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignSend")
+		case "id":
+			out.Values[i] = ec._CampaignSend_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "crmCampaignId":
+			out.Values[i] = ec._CampaignSend_crmCampaignId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "crmCampaignActivityId":
+			out.Values[i] = ec._CampaignSend_crmCampaignActivityId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "subject":
+			out.Values[i] = ec._CampaignSend_subject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "senderName":
+			out.Values[i] = ec._CampaignSend_senderName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "senderEmail":
+			out.Values[i] = ec._CampaignSend_senderEmail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignSend_status(ctx, field, obj)
+				})
+		case "recipientCount":
+			out.Values[i] = ec._CampaignSend_recipientCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "stats":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignSend_stats(ctx, field, obj)
+				})
+		case "reactions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignSend_reactions(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._CampaignSend_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "scheduledAt":
+			out.Values[i] = ec._CampaignSend_scheduledAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "startedAt":
+			out.Values[i] = ec._CampaignSend_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "finishedAt":
+			out.Values[i] = ec._CampaignSend_finishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "error":
+			out.Values[i] = ec._CampaignSend_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "progress":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignSend_progress(ctx, field, obj)
+				})
+		case "excluded":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignSend_excluded(ctx, field, obj)
+				})
+		case "group":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CampaignSend_group(ctx, field, obj)
+				})
+		case "listIds":
+			out.Values[i] = ec._CampaignSend_listIds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "trigger":
+			out.Values[i] = ec._CampaignSend_trigger(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignSendConnectionImplementors = []string{"CampaignSendConnection"}
+
+func (ec *executionContext) _CampaignSendConnection(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignSendConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignSendConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignSendConnection")
+		case "edges":
+			out.Values[i] = ec._CampaignSendConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CampaignSendConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CampaignSendConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignSendEdgeImplementors = []string{"CampaignSendEdge"}
+
+func (ec *executionContext) _CampaignSendEdge(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignSendEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignSendEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignSendEdge")
+		case "cursor":
+			out.Values[i] = ec._CampaignSendEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CampaignSendEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignSendProgressImplementors = []string{"CampaignSendProgress"}
+
+func (ec *executionContext) _CampaignSendProgress(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignSendProgress) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignSendProgressImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignSendProgress")
+		case "sent":
+			out.Values[i] = ec._CampaignSendProgress_sent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bounced":
+			out.Values[i] = ec._CampaignSendProgress_bounced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deferred":
+			out.Values[i] = ec._CampaignSendProgress_deferred(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "failed":
+			out.Values[i] = ec._CampaignSendProgress_failed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unconfirmed":
+			out.Values[i] = ec._CampaignSendProgress_unconfirmed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "total":
+			out.Values[i] = ec._CampaignSendProgress_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pass":
+			out.Values[i] = ec._CampaignSendProgress_pass(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignSettingsImplementors = []string{"CampaignSettings"}
+
+func (ec *executionContext) _CampaignSettings(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignSettings) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignSettingsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignSettings")
+		case "sendRatePerMinute":
+			out.Values[i] = ec._CampaignSettings_sendRatePerMinute(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "responses":
+			out.Values[i] = ec._CampaignSettings_responses(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "softBounceLimit":
+			out.Values[i] = ec._CampaignSettings_softBounceLimit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sendingEngineUrl":
+			out.Values[i] = ec._CampaignSettings_sendingEngineUrl(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "hasSendingEngineSecret":
+			out.Values[i] = ec._CampaignSettings_hasSendingEngineSecret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var campaignStatsImplementors = []string{"CampaignStats"}
+
+func (ec *executionContext) _CampaignStats(ctx context.Context, sel ast.SelectionSet, obj *model.CampaignStats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, campaignStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CampaignStats")
+		case "sent":
+			out.Values[i] = ec._CampaignStats_sent(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "opens":
+			out.Values[i] = ec._CampaignStats_opens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "clicks":
+			out.Values[i] = ec._CampaignStats_clicks(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bounces":
+			out.Values[i] = ec._CampaignStats_bounces(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unsubscribes":
+			out.Values[i] = ec._CampaignStats_unsubscribes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "complaints":
+			out.Values[i] = ec._CampaignStats_complaints(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var connectionTestImplementors = []string{"ConnectionTest"}
 
 func (ec *executionContext) _ConnectionTest(ctx context.Context, sel ast.SelectionSet, obj *model.ConnectionTest) graphql.Marshaler {
@@ -10383,6 +13732,12 @@ func (ec *executionContext) _CrmConnection(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "campaignSettings":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CrmConnection_campaignSettings(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -10885,6 +14240,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "sendCampaign":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_sendCampaign(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelCampaignSend":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelCampaignSend(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setCampaignSettings":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setCampaignSettings(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createSubscriberGroup":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createSubscriberGroup(ctx, field)
@@ -11041,6 +14417,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_connections(ctx, field)
 				})
+		case "campaignSend":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_campaignSend(ctx, field)
+				})
+		case "campaignSends":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_campaignSends(ctx, field)
+				})
 		case "subscriberGroup":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, false,
@@ -11114,6 +14502,153 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var reactionImplementors = []string{"Reaction"}
+
+func (ec *executionContext) _Reaction(ctx context.Context, sel ast.SelectionSet, obj *store.Reaction) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reactionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Reaction")
+		case "id":
+			out.Values[i] = ec._Reaction_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "type":
+			out.Values[i] = ec._Reaction_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "subscriber":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Reaction_subscriber(ctx, field, obj)
+				})
+		case "occurredAt":
+			out.Values[i] = ec._Reaction_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "url":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Reaction_url(ctx, field, obj)
+				})
+		case "crmResponseId":
+			out.Values[i] = ec._Reaction_crmResponseId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "bounceType":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Reaction_bounceType(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var reactionConnectionImplementors = []string{"ReactionConnection"}
+
+func (ec *executionContext) _ReactionConnection(ctx context.Context, sel ast.SelectionSet, obj *model.ReactionConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reactionConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReactionConnection")
+		case "edges":
+			out.Values[i] = ec._ReactionConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ReactionConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._ReactionConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var reactionEdgeImplementors = []string{"ReactionEdge"}
+
+func (ec *executionContext) _ReactionEdge(ctx context.Context, sel ast.SelectionSet, obj *model.ReactionEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reactionEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReactionEdge")
+		case "cursor":
+			out.Values[i] = ec._ReactionEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._ReactionEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -11498,6 +15033,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	switch fields[0].Name {
 	case "syncEvents":
 		return ec._Subscription_syncEvents(ctx, fields[0])
+	case "campaignSendProgress":
+		return ec._Subscription_campaignSendProgress(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
@@ -12444,6 +15981,101 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) unmarshalNCampaignResponseMode2crmsyncᚋstoreᚐResponseMode(ctx context.Context, v any) (store.ResponseMode, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNCampaignResponseMode2crmsyncᚋstoreᚐResponseMode[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignResponseMode2crmsyncᚋstoreᚐResponseMode(ctx context.Context, sel ast.SelectionSet, v store.ResponseMode) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNCampaignResponseMode2crmsyncᚋstoreᚐResponseMode[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "CampaignResponseMode!")
+	}
+	return res
+}
+
+var (
+	unmarshalNCampaignResponseMode2crmsyncᚋstoreᚐResponseMode = map[string]store.ResponseMode{
+		"PER_REACTION":   store.ResponsePerReaction,
+		"FIRST_PER_TYPE": store.ResponseFirstPerType,
+	}
+	marshalNCampaignResponseMode2crmsyncᚋstoreᚐResponseMode = map[store.ResponseMode]string{
+		store.ResponsePerReaction:  "PER_REACTION",
+		store.ResponseFirstPerType: "FIRST_PER_TYPE",
+	}
+)
+
+func (ec *executionContext) marshalNCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSend(ctx context.Context, sel ast.SelectionSet, v *store.CampaignSend) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignSend!")
+		return graphql.Null
+	}
+	return ec._CampaignSend(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignSendConnection2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendConnection(ctx context.Context, sel ast.SelectionSet, v *model.CampaignSendConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignSendConnection!")
+		return graphql.Null
+	}
+	return ec._CampaignSendConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignSendEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.CampaignSendEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCampaignSendEdge2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCampaignSendEdge2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendEdge(ctx context.Context, sel ast.SelectionSet, v *model.CampaignSendEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignSendEdge!")
+		return graphql.Null
+	}
+	return ec._CampaignSendEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignSendProgress2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSendProgress(ctx context.Context, sel ast.SelectionSet, v *model.CampaignSendProgress) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignSendProgress!")
+		return graphql.Null
+	}
+	return ec._CampaignSendProgress(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCampaignSettings2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignSettings(ctx context.Context, sel ast.SelectionSet, v *model.CampaignSettings) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignSettings!")
+		return graphql.Null
+	}
+	return ec._CampaignSettings(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNCampaignSettingsInput2crmsyncᚋgraphᚋmodelᚐCampaignSettingsInput(ctx context.Context, v any) (model.CampaignSettingsInput, error) {
+	res, err := ec.unmarshalInputCampaignSettingsInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCampaignStats2ᚖcrmsyncᚋgraphᚋmodelᚐCampaignStats(ctx context.Context, sel ast.SelectionSet, v *model.CampaignStats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CampaignStats!")
+		return graphql.Null
+	}
+	return ec._CampaignStats(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNConnectionTest2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionTest(ctx context.Context, sel ast.SelectionSet, v *model.ConnectionTest) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "ConnectionTest!")
@@ -12605,6 +16237,35 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 		graphql.AddInvalidNullFromMarshaler(ctx, "ID!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNID2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNID2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNID2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNIgnoredField2crmsyncᚋstoreᚐIgnoredField(ctx context.Context, sel ast.SelectionSet, v store.IgnoredField) graphql.Marshaler {
@@ -12815,6 +16476,78 @@ func (ec *executionContext) marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageIn
 	return ec._PageInfo(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNReaction2ᚖcrmsyncᚋstoreᚐReaction(ctx context.Context, sel ast.SelectionSet, v *store.Reaction) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Reaction!")
+		return graphql.Null
+	}
+	return ec._Reaction(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReactionConnection2ᚖcrmsyncᚋgraphᚋmodelᚐReactionConnection(ctx context.Context, sel ast.SelectionSet, v *model.ReactionConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReactionConnection!")
+		return graphql.Null
+	}
+	return ec._ReactionConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReactionEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐReactionEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ReactionEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNReactionEdge2ᚖcrmsyncᚋgraphᚋmodelᚐReactionEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNReactionEdge2ᚖcrmsyncᚋgraphᚋmodelᚐReactionEdge(ctx context.Context, sel ast.SelectionSet, v *model.ReactionEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReactionEdge!")
+		return graphql.Null
+	}
+	return ec._ReactionEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNReactionType2crmsyncᚋstoreᚐReactionType(ctx context.Context, v any) (store.ReactionType, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNReactionType2crmsyncᚋstoreᚐReactionType[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReactionType2crmsyncᚋstoreᚐReactionType(ctx context.Context, sel ast.SelectionSet, v store.ReactionType) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNReactionType2crmsyncᚋstoreᚐReactionType[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ReactionType!")
+	}
+	return res
+}
+
+var (
+	unmarshalNReactionType2crmsyncᚋstoreᚐReactionType = map[string]store.ReactionType{
+		"OPEN":        store.ReactionOpen,
+		"CLICK":       store.ReactionClick,
+		"BOUNCE":      store.ReactionBounce,
+		"UNSUBSCRIBE": store.ReactionUnsubscribe,
+		"COMPLAINT":   store.ReactionComplaint,
+	}
+	marshalNReactionType2crmsyncᚋstoreᚐReactionType = map[store.ReactionType]string{
+		store.ReactionOpen:        "OPEN",
+		store.ReactionClick:       "CLICK",
+		store.ReactionBounce:      "BOUNCE",
+		store.ReactionUnsubscribe: "UNSUBSCRIBE",
+		store.ReactionComplaint:   "COMPLAINT",
+	}
+)
+
 func (ec *executionContext) unmarshalNRecipientType2crmsyncᚋstoreᚐRecipientType(ctx context.Context, v any) (store.RecipientType, error) {
 	tmp, err := graphql.UnmarshalString(v)
 	res := unmarshalNRecipientType2crmsyncᚋstoreᚐRecipientType[tmp]
@@ -12871,6 +16604,11 @@ func (ec *executionContext) unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx co
 
 func (ec *executionContext) marshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNSendCampaignInput2crmsyncᚋgraphᚋmodelᚐSendCampaignInput(ctx context.Context, v any) (model.SendCampaignInput, error) {
+	res, err := ec.unmarshalInputSendCampaignInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
@@ -13459,6 +17197,43 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) unmarshalOCampaignResponseMode2ᚖcrmsyncᚋstoreᚐResponseMode(ctx context.Context, v any) (*store.ResponseMode, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOCampaignResponseMode2ᚖcrmsyncᚋstoreᚐResponseMode[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCampaignResponseMode2ᚖcrmsyncᚋstoreᚐResponseMode(ctx context.Context, sel ast.SelectionSet, v *store.ResponseMode) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOCampaignResponseMode2ᚖcrmsyncᚋstoreᚐResponseMode[*v])
+	return res
+}
+
+var (
+	unmarshalOCampaignResponseMode2ᚖcrmsyncᚋstoreᚐResponseMode = map[string]store.ResponseMode{
+		"PER_REACTION":   store.ResponsePerReaction,
+		"FIRST_PER_TYPE": store.ResponseFirstPerType,
+	}
+	marshalOCampaignResponseMode2ᚖcrmsyncᚋstoreᚐResponseMode = map[store.ResponseMode]string{
+		store.ResponsePerReaction:  "PER_REACTION",
+		store.ResponseFirstPerType: "FIRST_PER_TYPE",
+	}
+)
+
+func (ec *executionContext) marshalOCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSend(ctx context.Context, sel ast.SelectionSet, v *store.CampaignSend) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CampaignSend(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalOCrmConnection2ᚖcrmsyncᚋstoreᚐConnection(ctx context.Context, sel ast.SelectionSet, v *store.Connection) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -13483,6 +17258,41 @@ func (ec *executionContext) marshalOID2string(ctx context.Context, sel ast.Selec
 	_ = ctx
 	res := graphql.MarshalID(v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOID2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNID2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOID2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNID2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
@@ -13545,6 +17355,42 @@ func (ec *executionContext) marshalOMarketingList2ᚖcrmsyncᚋstoreᚐMarketing
 	}
 	return ec._MarketingList(ctx, sel, v)
 }
+
+func (ec *executionContext) unmarshalOReactionType2ᚖcrmsyncᚋstoreᚐReactionType(ctx context.Context, v any) (*store.ReactionType, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalOReactionType2ᚖcrmsyncᚋstoreᚐReactionType[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOReactionType2ᚖcrmsyncᚋstoreᚐReactionType(ctx context.Context, sel ast.SelectionSet, v *store.ReactionType) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalOReactionType2ᚖcrmsyncᚋstoreᚐReactionType[*v])
+	return res
+}
+
+var (
+	unmarshalOReactionType2ᚖcrmsyncᚋstoreᚐReactionType = map[string]store.ReactionType{
+		"OPEN":        store.ReactionOpen,
+		"CLICK":       store.ReactionClick,
+		"BOUNCE":      store.ReactionBounce,
+		"UNSUBSCRIBE": store.ReactionUnsubscribe,
+		"COMPLAINT":   store.ReactionComplaint,
+	}
+	marshalOReactionType2ᚖcrmsyncᚋstoreᚐReactionType = map[store.ReactionType]string{
+		store.ReactionOpen:        "OPEN",
+		store.ReactionClick:       "CLICK",
+		store.ReactionBounce:      "BOUNCE",
+		store.ReactionUnsubscribe: "UNSUBSCRIBE",
+		store.ReactionComplaint:   "COMPLAINT",
+	}
+)
 
 func (ec *executionContext) unmarshalORecipientType2ᚖcrmsyncᚋstoreᚐRecipientType(ctx context.Context, v any) (*store.RecipientType, error) {
 	if v == nil {

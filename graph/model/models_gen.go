@@ -11,6 +11,70 @@ import (
 	"time"
 )
 
+type CampaignSendConnection struct {
+	Edges      []*CampaignSendEdge `json:"edges"`
+	PageInfo   *PageInfo           `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+type CampaignSendEdge struct {
+	Cursor string              `json:"cursor"`
+	Node   *store.CampaignSend `json:"node"`
+}
+
+// Where the delivery of a send stands.
+type CampaignSendProgress struct {
+	Sent int `json:"sent"`
+	// Refused at delivery.
+	Bounced int `json:"bounced"`
+	// Refused for now; a later pass tries them again.
+	Deferred int `json:"deferred"`
+	// Given up on.
+	Failed int `json:"failed"`
+	// Interrupted while being handed over: they may or may not have gone out, and are not sent again.
+	Unconfirmed int `json:"unconfirmed"`
+	// The recipient count.
+	Total int `json:"total"`
+	// The delivery pass; a pass after the first retries deferred recipients.
+	Pass int `json:"pass"`
+}
+
+// A connection's settings for campaign sends.
+type CampaignSettings struct {
+	// The most messages a send hands over per minute; 0: no cap.
+	SendRatePerMinute int                `json:"sendRatePerMinute"`
+	Responses         store.ResponseMode `json:"responses"`
+	// How many soft bounces mark an address invalid (a hard bounce does at once).
+	SoftBounceLimit int `json:"softBounceLimit"`
+	// The eMS sending engine that gets each message as a signed webhook instead of SMTP; null: SMTP.
+	SendingEngineURL *string `json:"sendingEngineUrl,omitempty"`
+	// Whether a secret for signing the sending engine's webhooks is set; the secret itself is never shown.
+	HasSendingEngineSecret bool `json:"hasSendingEngineSecret"`
+}
+
+// A partial change of a connection's campaign settings: omitted fields stay as they are.
+type CampaignSettingsInput struct {
+	// 0 (no cap) to 1,000,000.
+	SendRatePerMinute *int                `json:"sendRatePerMinute,omitempty"`
+	Responses         *store.ResponseMode `json:"responses,omitempty"`
+	// 1 to 100.
+	SoftBounceLimit *int `json:"softBounceLimit,omitempty"`
+	// An http(s) URL; "" turns the hand-off off (back to SMTP).
+	SendingEngineURL *string `json:"sendingEngineUrl,omitempty"`
+	// whsec_ + base64 of 24 to 64 random bytes; write-only. A sending engine needs one.
+	SendingEngineSecret *string `json:"sendingEngineSecret,omitempty"`
+}
+
+// Delivery counts and the reactions counted for a send.
+type CampaignStats struct {
+	Sent         int `json:"sent"`
+	Opens        int `json:"opens"`
+	Clicks       int `json:"clicks"`
+	Bounces      int `json:"bounces"`
+	Unsubscribes int `json:"unsubscribes"`
+	Complaints   int `json:"complaints"`
+}
+
 // The outcome of testConnection: whether crmsync reached the CRM's Web API with the connection's credentials, and what it found.
 type ConnectionTest struct {
 	Ok        bool   `json:"ok"`
@@ -85,6 +149,36 @@ type PageInfo struct {
 }
 
 type Query struct {
+}
+
+type ReactionConnection struct {
+	Edges      []*ReactionEdge `json:"edges"`
+	PageInfo   *PageInfo       `json:"pageInfo"`
+	TotalCount int             `json:"totalCount"`
+}
+
+type ReactionEdge struct {
+	Cursor string          `json:"cursor"`
+	Node   *store.Reaction `json:"node"`
+}
+
+// A send's recipients: groupId and/or listIds when given; otherwise the lists linked
+// to the campaign activity, else those of its campaign. Subscribed members only, once
+// per address. A send needs an HTML or a text body.
+type SendCampaignInput struct {
+	CrmCampaignActivityID *string `json:"crmCampaignActivityId,omitempty"`
+	GroupID               *string `json:"groupId,omitempty"`
+	// CRM ids of marketing lists synchronised to the eMS.
+	ListIds     []string `json:"listIds,omitempty"`
+	Subject     string   `json:"subject"`
+	SenderName  string   `json:"senderName"`
+	SenderEmail string   `json:"senderEmail"`
+	HTMLBody    *string  `json:"htmlBody,omitempty"`
+	TextBody    *string  `json:"textBody,omitempty"`
+	// When to start; null or a past time: now.
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	// Keep the send as a DRAFT: it goes out when the CRM's "Send campaign" names it (CampaignSendId), not before.
+	Draft *bool `json:"draft,omitempty"`
 }
 
 type SubscriberConnection struct {
