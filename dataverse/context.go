@@ -44,6 +44,10 @@ func (c *ExecutionContext) NeedsReread() bool {
 	case MessageCreate, MessageUpdate:
 		_, ok := c.Target()
 		return !ok
+	case MessageAssign:
+		// Assign carries the row's reference and the new owner, not the row: the
+		// owning business unit (and so the language) is read back.
+		return true
 	}
 	return false
 }

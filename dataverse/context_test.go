@@ -73,6 +73,7 @@ func TestNeedsReread(t *testing.T) {
 		{"update with a nil Target", &ExecutionContext{MessageName: MessageUpdate,
 			InputParameters: map[string]any{"Target": (*Entity)(nil)}}, true},
 		{"delete needs no Target entity", decodeFixture(t, "delete_contact.json"), false},
+		{"assign carries no row", decodeFixture(t, "assign_contact.json"), true},
 		{"custom message without parameters", &ExecutionContext{MessageName: "cs_Other"}, false},
 	}
 	for _, tt := range tests {

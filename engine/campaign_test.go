@@ -2,8 +2,14 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -308,11 +314,11 @@ func TestSendRequestValidation(t *testing.T) {
 	}
 }
 
-// BenchmarkSendOverSMTP sends a campaign to b.N×1000 recipients through the
+// BenchmarkSendOverSMTP sends a campaign to 10,000 recipients through the
 // pooled SMTP sender to a real (in-process) SMTP server, on the store the tests
 // use, and reports messages per second.
 func BenchmarkSendOverSMTP(b *testing.B) {
-	const recipients = 1000
+	const recipients = 10000
 	for range b.N {
 		b.StopTimer()
 		f := newCampaignFixture(b, emailsN(recipients)...)
@@ -324,10 +330,12 @@ func BenchmarkSendOverSMTP(b *testing.B) {
 		pool := mail.NewSMTP(cfg)
 		c := f.runner(b, pool, func(cfg *engine.CampaignsConfig) { cfg.PageSize = 500 })
 		cs := f.send(b, c)
+		stopPeak := samplePeakHeap()
 		b.StartTimer()
 		start := time.Now()
 		done := f.runUntilDone(b, c, cs.ID)
 		b.ReportMetric(float64(done.Sent)/time.Since(start).Seconds(), "msgs/s")
+		b.ReportMetric(float64(stopPeak())/(1<<20), "peak-heap-MB")
 		b.StopTimer()
 		if done.Sent != recipients || smtp.Count() != recipients {
 			b.Fatalf("sent %d, server got %d", done.Sent, smtp.Count())
@@ -336,10 +344,94 @@ func BenchmarkSendOverSMTP(b *testing.B) {
 	}
 }
 
+// samplePeakHeap samples the heap in use until the returned func is called, and
+// that func answers the largest sample (this process holds the embedded store too).
+func samplePeakHeap() func() uint64 {
+	var peak uint64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			peak = max(peak, ms.HeapInuse)
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() uint64 { close(done); <-stopped; return peak }
+}
+
 func emailsN(n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("r%05d@x.test", i)
 	}
 	return out
+}
+
+// TestSendingEngineGetsSignedMessages: a connection with a sending engine hands
+// each message to it as a Standard Webhooks call, signed with its secret, once per
+// recipient, with the message id as the webhook id.
+func TestSendingEngineGetsSignedMessages(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newCampaignFixture(t, "a@x.test", "b@x.test")
+	conn, err := f.st.CreateConnection(ctx, "acme", store.ConnectionInput{
+		Name: "CRM", OrganizationURL: "https://org.crm4.dynamics.com", WebhookAuthMode: store.WebhookKey,
+		WebhookAuthValue: "a-webhook-key-of-some-length", RecipientType: store.RecipientContact, DefaultLanguage: "de",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	var mu sync.Mutex
+	got := map[string]string{} // webhook-id → recipient
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts, _ := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
+		want, _ := mail.Sign(secret, r.Header.Get("webhook-id"), time.Unix(ts, 0), body)
+		if r.Header.Get("webhook-signature") != want {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		var m struct{ MessageID, To string }
+		_ = json.Unmarshal(body, &m)
+		mu.Lock()
+		got[r.Header.Get("webhook-id")] = m.To
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(srv.Close)
+	url, first := srv.URL, store.ResponseFirstPerType
+	if _, err := f.st.SetCampaignSettings(ctx, "acme", conn.ID, store.CampaignSettingsUpdate{SendingEngineURL: &url, SendingEngineSecret: &secret, Responses: &first}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := f.st.CreateGroup(ctx, "acme", store.GroupInput{Name: "Engine", ConnectionID: conn.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.UpsertSubscribers(ctx, "acme", g.ID, []store.SubscriberInput{{Email: "a@x.test"}, {Email: "b@x.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	c := f.runner(t, nil) // no SMTP: only the engine can deliver
+	cs, err := c.CreateSend(ctx, engine.SendRequest{Tenant: "acme", GroupID: g.ID, Subject: "S", SenderName: "N", SenderEmail: "n@x.test", TextBody: "hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := f.runUntilDone(t, c, cs.ID)
+	if done.Status != store.SendSent || done.Sent != 2 || len(got) != 2 {
+		t.Fatalf("status %s sent %d, engine got %v", done.Status, done.Sent, got)
+	}
+	for id, to := range got {
+		if m, err := f.st.Message(ctx, id); err != nil || m.Email != to {
+			t.Errorf("webhook id %s is not the message id of %s: %+v, %v", id, to, m, err)
+		}
+	}
 }

@@ -347,6 +347,7 @@ func (r *resolver) add(ctx context.Context, subs []*store.Subscriber) error {
 			r.seen[s.Email] = true
 			r.page = append(r.page, &store.CampaignRecipient{
 				Tenant: r.cs.Tenant, SendID: r.cs.ID, Seq: r.seq, Email: s.Email, SubscriberID: s.ID, GroupID: s.GroupID, CRMRecord: s.CRMRecord,
+				Fields: s.Fields,
 			})
 			r.seq++
 			if len(r.page) >= r.pageSize {
@@ -423,13 +424,19 @@ func (d *deliverer) page(ctx context.Context, cs *store.CampaignSend, from, to i
 	if err != nil {
 		return false, err
 	}
+	known := map[string]*store.CampaignMessage{}
+	fields := make(map[string]map[string]any, len(rs))
 	ids := make([]string, len(rs))
 	for i, r := range rs {
 		ids[i] = r.Message
+		fields[r.Message] = r.Fields
 	}
-	known, err := st.Messages(ctx, ids)
-	if err != nil {
-		return false, err
+	if cs.Pass > 0 || from < cs.ClaimedTo {
+		// Messages of this page may have been claimed before: look them up. A
+		// page past ClaimedTo has none, which saves the lookups on the way.
+		if known, err = st.Messages(ctx, ids); err != nil {
+			return false, err
+		}
 	}
 	try := cs.Pass + 1 // a message handled in this pass has Tries == try
 	var fresh, retry, settle, work []*store.CampaignMessage
@@ -455,6 +462,13 @@ func (d *deliverer) page(ctx context.Context, cs *store.CampaignSend, from, to i
 			settle = append(settle, m) // handled before a restart: counted below
 		}
 	}
+	if len(fresh) > 0 && to > cs.ClaimedTo {
+		// Recorded before the claims, so a later attempt knows to look for them.
+		cs.ClaimedTo = to
+		if err := st.SaveSendProgress(ctx, cs); err != nil {
+			return false, err
+		}
+	}
 	claimed, err := st.ClaimMessages(ctx, fresh)
 	if err != nil {
 		return false, err
@@ -468,11 +482,7 @@ func (d *deliverer) page(ctx context.Context, cs *store.CampaignSend, from, to i
 		return false, err
 	}
 	work = append(work, retry...)
-	subs, err := st.SubscribersByIDs(ctx, cs.Tenant, subscriberIDs(work))
-	if err != nil {
-		return false, err
-	}
-	transient := d.sendAll(ctx, cs, work, subs)
+	transient := d.sendAll(ctx, cs, work, fields)
 	if ctx.Err() != nil {
 		// Stopping: record the outcomes known (the next attempt counts them);
 		// the messages still in the sender's hands keep their claims.
@@ -553,18 +563,10 @@ func count(cs *store.CampaignSend, m *store.CampaignMessage) {
 	}
 }
 
-func subscriberIDs(ms []*store.CampaignMessage) []string {
-	ids := make([]string, len(ms))
-	for i, m := range ms {
-		ids[i] = m.SubscriberID
-	}
-	return ids
-}
-
 // sendAll hands the messages to the sender, Workers at a time and at the
 // connection's pace, and sets each one's outcome; it answers how many were
 // refused for a transient reason.
-func (d *deliverer) sendAll(ctx context.Context, cs *store.CampaignSend, ms []*store.CampaignMessage, subs map[string]*store.Subscriber) (transient int) {
+func (d *deliverer) sendAll(ctx context.Context, cs *store.CampaignSend, ms []*store.CampaignMessage, fields map[string]map[string]any) (transient int) {
 	lastPass := cs.Pass+1 >= d.c.cfg.MaxPasses
 	var mu sync.Mutex
 	jobs := make(chan *store.CampaignMessage)
@@ -574,7 +576,7 @@ func (d *deliverer) sendAll(ctx context.Context, cs *store.CampaignSend, ms []*s
 		go func() {
 			defer wg.Done()
 			for m := range jobs {
-				err := d.sender.Send(ctx, d.c.message(cs, m, subs[m.SubscriberID]))
+				err := d.sender.Send(ctx, d.c.message(cs, m, fields[m.ID]))
 				m.At = d.c.cfg.Now().UTC()
 				switch {
 				case err == nil:
@@ -615,7 +617,7 @@ func isRefused(err error) bool {
 // message renders one recipient's message: placeholders filled from the
 // subscriber, links through the click route, an open pixel and the one-click
 // unsubscribe link, all carrying signed tokens of the random message id.
-func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, sub *store.Subscriber) *mail.Message {
+func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, fields map[string]any) *mail.Message {
 	var id [16]byte
 	_, _ = hex.Decode(id[:], []byte(m.ID))
 	unsub := c.cfg.PublicURL + "/u/" + c.cfg.Tokens.Sign(mail.KindUnsubscribe, id, 0)
@@ -625,8 +627,8 @@ func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, su
 			return m.Email, true
 		case name == "unsubscribeUrl":
 			return unsub, true
-		case strings.HasPrefix(name, "fields.") && sub != nil:
-			v, ok := sub.Fields[strings.TrimPrefix(name, "fields.")]
+		case strings.HasPrefix(name, "fields."):
+			v, ok := fields[strings.TrimPrefix(name, "fields.")]
 			if !ok || v == nil {
 				return "", false
 			}

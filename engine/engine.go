@@ -77,27 +77,7 @@ func (c *Config) setDefaults() error {
 	}
 	c.Consumer = cmp.Or(c.Consumer, workerName())
 	if c.Registry == nil {
-		c.Registry = NewRegistry()
-		// One set of Web API clients for every step, so they share token caches.
-		api := apiOf(c.Store, c.CRM)
-		addRecipientSteps(c.Registry, c.Store, api, c.Now)
-		registerListSteps(c.Registry, &Lists{Store: c.Store, API: api, Now: c.Now})
-		c.Registry.Handle(StepKey{Message: MessageGroupRenamed, Entity: EntityGroup, Stage: dataverse.StagePostOperation}, groupRenamed(c.Store, api))
-		c.Registry.Handle(StepKey{Message: MessageSubscriberDeleted, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation}, subscriberDeleted(c.Store, api))
-		reactions := &reactionStep{st: c.Store, outbox: &Outbox{Store: c.Store, Publisher: c.Stream, Now: c.Now}, api: api, now: c.Now}
-		if c.CRM != nil {
-			c.Registry.Handle(StepKey{Message: MessageSubscriberChanged, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation},
-				subscriberToCRM(c.Store, c.CRM, c.Now))
-			reactions.writer = subscriberToCRM(c.Store, c.CRM, c.Now)
-		}
-		c.Registry.Handle(StepKey{Message: MessageReaction, Entity: EntityReaction, Stage: dataverse.StagePostOperation}, reactions)
-		send := StepFunc(func(context.Context, *Event) error {
-			return Permanent(errors.New("campaign sends are not configured in this instance"))
-		})
-		if c.Campaigns != nil {
-			send = c.Campaigns.sendCampaignStep(api)
-		}
-		c.Registry.Handle(StepKey{Message: dataverse.MessageSendCampaign, Entity: "campaignactivity", Stage: dataverse.StagePostOperation}, send)
+		c.Registry = c.defaultRegistry()
 	}
 	c.BatchSize = cmp.Or(c.BatchSize, 64)
 	c.Block = cmp.Or(c.Block, 2*time.Second)
@@ -108,6 +88,32 @@ func (c *Config) setDefaults() error {
 	c.Retention = cmp.Or(c.Retention, 14*24*time.Hour)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	return nil
+}
+
+// defaultRegistry holds the built-in sync steps, reading and writing through one
+// set of Web API clients, so they share token caches.
+func (c *Config) defaultRegistry() *Registry {
+	r := NewRegistry()
+	api := apiOf(c.Store, c.CRM)
+	addRecipientSteps(r, c.Store, api, c.Now)
+	registerListSteps(r, &Lists{Store: c.Store, API: api, Now: c.Now})
+	r.Handle(StepKey{Message: MessageGroupRenamed, Entity: EntityGroup, Stage: dataverse.StagePostOperation}, groupRenamed(c.Store, api))
+	r.Handle(StepKey{Message: MessageSubscriberDeleted, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation}, subscriberDeleted(c.Store, api))
+	reactions := &reactionStep{st: c.Store, outbox: &Outbox{Store: c.Store, Publisher: c.Stream, Now: c.Now}, api: api, now: c.Now}
+	if c.CRM != nil {
+		r.Handle(StepKey{Message: MessageSubscriberChanged, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation},
+			subscriberToCRM(c.Store, c.CRM, c.Now))
+		reactions.writer = subscriberToCRM(c.Store, c.CRM, c.Now)
+	}
+	r.Handle(StepKey{Message: MessageReaction, Entity: EntityReaction, Stage: dataverse.StagePostOperation}, reactions)
+	send := StepFunc(func(context.Context, *Event) error {
+		return Permanent(errors.New("campaign sends are not configured in this instance"))
+	})
+	if c.Campaigns != nil {
+		send = c.Campaigns.sendCampaignStep(api)
+	}
+	r.Handle(StepKey{Message: dataverse.MessageSendCampaign, Entity: "campaignactivity", Stage: dataverse.StagePostOperation}, send)
+	return r
 }
 
 // Engine runs one worker of the consumer group.

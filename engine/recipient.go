@@ -35,7 +35,7 @@ func addRecipientSteps(r *Registry, st RecipientStore, api webAPI, now func() ti
 	changed := recipientChanged(st, api, now)
 	removed := recipientRemoved(st, now)
 	for _, entity := range []string{"contact", "lead", "account"} {
-		for _, msg := range []string{dataverse.MessageCreate, dataverse.MessageUpdate} {
+		for _, msg := range []string{dataverse.MessageCreate, dataverse.MessageUpdate, dataverse.MessageAssign} {
 			r.Handle(StepKey{Message: msg, Entity: entity, Stage: dataverse.StagePostOperation}, changed)
 		}
 		r.Handle(StepKey{Message: dataverse.MessageDelete, Entity: entity, Stage: dataverse.StagePostOperation}, removed)

@@ -106,6 +106,24 @@ func (r *mutationResolver) SetLanguageMapping(ctx context.Context, connectionID 
 	})
 }
 
+func (r *mutationResolver) RegisterWebhooks(ctx context.Context, connectionID string, dryRun *bool) (*store.WebhookRegistration, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := r.Store.Connection(ctx, c.Tenant, connectionID)
+	if err != nil {
+		return nil, err
+	}
+	if r.Registrar == nil {
+		return nil, &Error{Code: CodeInternal, Message: "webhook registration is not available in this process"}
+	}
+	if conn.ClientID == "" || len(conn.ClientSecret) == 0 {
+		return nil, &Error{Code: CodeBadUserInput, Message: "the connection has no CRM credentials (clientId and clientSecret) to register with", Field: "connectionId"}
+	}
+	return r.Registrar.RegisterWebhooks(ctx, conn, deref(dryRun))
+}
+
 func (r *queryResolver) Connection(ctx context.Context, id string) (*store.Connection, error) {
 	c, err := caller(ctx)
 	if err != nil {

@@ -54,6 +54,12 @@ type Campaigns interface {
 	CreateSend(ctx context.Context, in SendRequest) (*store.CampaignSend, error)
 }
 
+// Registrar registers crmsync's webhook and steps in a connection's Dataverse:
+// engine.Registrar is the one in use.
+type Registrar interface {
+	RegisterWebhooks(ctx context.Context, conn *store.Connection, dryRun bool) (*store.WebhookRegistration, error)
+}
+
 // SendRequest is a campaign send as the API asks for it.
 type SendRequest = store.SendRequest
 
@@ -70,6 +76,7 @@ type Resolver struct {
 	Tester    ConnectionTester
 	Notices   Notices
 	Campaigns Campaigns
+	Registrar Registrar
 	// SendPollInterval is how often campaignSendProgress reads its send; 0 is
 	// DefaultSendPollInterval.
 	SendPollInterval time.Duration

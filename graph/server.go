@@ -44,6 +44,9 @@ type Config struct {
 	// Campaigns creates campaign sends for sendCampaign; nil makes it answer that
 	// campaign sends are not available.
 	Campaigns Campaigns
+	// Registrar registers webhooks for registerWebhooks; nil makes it answer that
+	// registration is not available.
+	Registrar Registrar
 	// SendPollInterval is how often the campaignSendProgress subscription reads
 	// its send from the store; default DefaultSendPollInterval.
 	SendPollInterval time.Duration
@@ -81,7 +84,7 @@ func NewHandler(cfg Config) http.Handler {
 
 	schema := generated.NewExecutableSchema(generated.Config{
 		Resolvers: &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, Lists: cfg.Lists, Tester: cfg.Tester, Notices: cfg.Notices,
-			Campaigns: cfg.Campaigns, SendPollInterval: cfg.SendPollInterval, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
+			Campaigns: cfg.Campaigns, Registrar: cfg.Registrar, SendPollInterval: cfg.SendPollInterval, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
 		Directives: generated.DirectiveRoot{HasRole: hasRole},
 		Complexity: complexity(),
 	})

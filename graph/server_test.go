@@ -31,6 +31,13 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 
 var secret = []byte("graph-test-secret-graph-test-secret")
 
+// planRegistrar stands in for engine.Registrar: it plans one step to create.
+type planRegistrar struct{}
+
+func (planRegistrar) RegisterWebhooks(_ context.Context, conn *store.Connection, dryRun bool) (*store.WebhookRegistration, error) {
+	return &store.WebhookRegistration{StepsCreated: 1, Warnings: []string{}}, nil
+}
+
 type fakePublisher struct {
 	mu      sync.Mutex
 	entries []queue.Entry
@@ -63,12 +70,12 @@ func setup(t *testing.T) *bundle {
 	}
 	pub := &fakePublisher{}
 	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: pub, Lists: storeListSync{st}, Tester: okTester{},
-		Campaigns: storeCampaigns{st}, SendPollInterval: 10 * time.Millisecond, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
+		Campaigns: storeCampaigns{st}, Registrar: planRegistrar{}, SendPollInterval: 10 * time.Millisecond, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	conn, err := st.CreateConnection(ctx, "acme", store.ConnectionInput{
 		Name: "CRM", OrganizationURL: "https://acme.crm4.dynamics.com", WebhookAuthMode: store.WebhookKey,
-		WebhookAuthValue: "0123456789abcdef-secret", RecipientType: store.RecipientContact, ClientSecret: "client-secret",
+		WebhookAuthValue: "0123456789abcdef-secret", RecipientType: store.RecipientContact, ClientID: "client-id", ClientSecret: "client-secret",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +219,7 @@ func TestAuthMatrix(t *testing.T) {
 		"syncRuns":              {`query($l: ID!) { syncRuns(listId: $l) { totalCount } }`, "viewer", false},
 		"syncMarketingList":     {`mutation($l: ID!) { syncMarketingList(listId: $l, dryRun: true) { id status } }`, "editor", true},
 		"testConnection":        {`mutation($c: ID!) { testConnection(id: $c) { ok detail latencyMs } }`, "admin", true},
+		"registerWebhooks":      {`mutation($c: ID!) { registerWebhooks(connectionId: $c, dryRun: true) { stepsCreated warnings } }`, "admin", true},
 		"setListSchedule":       {`mutation($l: ID!) { setListSchedule(listId: $l, input: {periodic: true, interval: DAILY}) { nextSyncAt } }`, "editor", true},
 		"campaignSend":          {`query($send: ID!) { campaignSend(id: $send) { id status stats { sent } progress { total } reactions { totalCount } } }`, "viewer", true},
 		"campaignSends":         {`{ campaignSends { totalCount } }`, "viewer", false},
@@ -292,6 +300,23 @@ func TestErrorCodes(t *testing.T) {
 	for _, tt := range tests {
 		wantError(t, tt.name, b.do(t, admin, tt.query, tt.vars), tt.code, tt.field)
 	}
+}
+
+// TestRegisterWebhooksNeedsCRMCredentials: without a client id and secret there is
+// nothing to register with.
+func TestRegisterWebhooksNeedsCRMCredentials(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	admin := token(t, claims("acme", "admin", time.Now().Add(time.Hour)), jwt.SigningMethodHS256, secret)
+	bare, err := b.store.CreateConnection(context.Background(), "acme", store.ConnectionInput{
+		Name: "Bare", OrganizationURL: "https://bare.crm4.dynamics.com", WebhookAuthMode: store.WebhookKey,
+		WebhookAuthValue: "0123456789abcdef-secret", RecipientType: store.RecipientContact,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, "register without credentials", b.do(t, admin, `mutation($c: ID!) { registerWebhooks(connectionId: $c) { stepsCreated } }`,
+		map[string]any{"c": bare.ID}), "BAD_USER_INPUT", "connectionId")
 }
 
 func TestSubscribersPaging(t *testing.T) {

@@ -72,7 +72,10 @@ type CampaignSend struct {
 	Excluded       map[string]int `bson:"excluded,omitempty"`
 	// Delivery progress, written by the runner: recipients before NextSeq have
 	// been handled in this pass.
-	NextSeq     int `bson:"nextSeq"`
+	NextSeq int `bson:"nextSeq"`
+	// ClaimedTo is the end of the furthest page whose messages were claimed; it is
+	// recorded before the claims, so pages beyond it need no lookup of claims.
+	ClaimedTo   int `bson:"claimedTo"`
 	Sent        int `bson:"sent"`
 	Bounced     int `bson:"bounced"`
 	Deferred    int `bson:"deferred"`
@@ -130,6 +133,9 @@ type CampaignRecipient struct {
 	GroupID      string        `bson:"groupId"`
 	CRMRecord    *CRMRecordRef `bson:"crmRecord,omitempty"`
 	Message      string        `bson:"message"`
+	// Fields are the subscriber's fields when the send started: its messages are
+	// personalised from this snapshot.
+	Fields map[string]any `bson:"fields,omitempty"`
 }
 
 func recipientID(sendID string, seq int) string { return fmt.Sprintf("%s|%09d", sendID, seq) }
@@ -324,7 +330,7 @@ func (s *Store) SaveSendProgress(ctx context.Context, cs *CampaignSend) error {
 	set := bson.D{
 		{Key: "status", Value: cs.Status}, {Key: "resolved", Value: cs.Resolved},
 		{Key: "recipientCount", Value: cs.RecipientCount}, {Key: "excluded", Value: cs.Excluded},
-		{Key: "nextSeq", Value: cs.NextSeq}, {Key: "sent", Value: cs.Sent}, {Key: "bounced", Value: cs.Bounced},
+		{Key: "nextSeq", Value: cs.NextSeq}, {Key: "claimedTo", Value: cs.ClaimedTo}, {Key: "sent", Value: cs.Sent}, {Key: "bounced", Value: cs.Bounced},
 		{Key: "deferred", Value: cs.Deferred}, {Key: "failed", Value: cs.Failed}, {Key: "unconfirmed", Value: cs.Unconfirmed},
 		{Key: "pass", Value: cs.Pass}, {Key: "attempts", Value: cs.Attempts}, {Key: "nextAttemptAt", Value: cs.NextAttemptAt},
 	}

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,5 +287,32 @@ func TestCampaignSettingsValidate(t *testing.T) {
 	}
 	if string(got.Campaigns.SendingEngineSecret) == secret {
 		t.Fatal("the sending engine secret is stored in plain text")
+	}
+}
+
+// TestReactionCountsAreExactUnderConcurrency: reactions stored at once from many
+// goroutines, some of them duplicates, count exactly once each: a count of
+// inserted documents, not a counter updated in place.
+func TestReactionCountsAreExactUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Two goroutines per message: the second is a duplicate within the window.
+			_, _, err := s.AddReaction(ctx, &store.Reaction{Tenant: "t1", SendID: "send-c", Message: fmt.Sprintf("m%02d", i/2), Type: store.ReactionOpen, OccurredAt: at})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	n, err := s.ReactionCounts(ctx, "t1", "send-c")
+	if err != nil || n[store.ReactionOpen] != 20 {
+		t.Fatalf("opens = %d, %v; want 20", n[store.ReactionOpen], err)
 	}
 }

@@ -326,3 +326,17 @@ func (s *Store) CRMClientSecret(c *Connection) (string, error) {
 	}
 	return s.sealer.open(c.ClientSecret)
 }
+
+// SetRegistration records the outcome of registering the connection's webhook in
+// its Dataverse (the API's CrmConnection.registration).
+func (s *Store) SetRegistration(ctx context.Context, tenant, id string, reg *WebhookRegistration) error {
+	res, err := s.db.Collection(colConnections).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "tenant", Value: tenant}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "registration", Value: reg}}}})
+	if err != nil {
+		return unavailable("record the registration", err)
+	}
+	if res.MatchedCount == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"crmsync/dataverse"
 	"crmsync/mail/mailtest"
 	"crmsync/store"
+	"crmsync/webhook"
 )
 
 // Campaigns from the CRM (issue #8), end to end: the emulator's "Send campaign"
@@ -355,5 +357,81 @@ func TestSendCampaignThroughTheAPI(t *testing.T) {
 	res := c.in.graphql(c.in.token("other", "admin"), `query($id: ID!) { campaignSend(id: $id) { id } }`, map[string]any{"id": send.ID})
 	if string(res.Data["campaignSend"]) != "null" {
 		t.Errorf("another tenant read the send: %s", res.Data["campaignSend"])
+	}
+}
+
+// TestComplaintFromTheSendingEngineOptsOutInTheCRM: a complaint posted to the
+// signed reaction webhook unsubscribes the person and sets donotbulkemail on the
+// contact; with FIRST_PER_TYPE the CRM gets one click response per recipient,
+// however many links were clicked.
+func TestComplaintFromTheSendingEngineOptsOutInTheCRM(t *testing.T) {
+	t.Parallel()
+	c := startCampaignCRM(t)
+	ctx := context.Background()
+	secret := "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	c.in.mustGraphQL(c.tok, `mutation($id: ID!, $s: String) { updateConnection(id: $id, input: {reactionSecret: $s}) { id } }`,
+		map[string]any{"id": c.conn, "s": secret}, "updateConnection", &struct{ ID string }{})
+	var settings struct{ CampaignSettings struct{ Responses string } }
+	c.in.mustGraphQL(c.tok, `mutation($id: ID!) { setCampaignSettings(connectionId: $id, input: {responses: FIRST_PER_TYPE}) { campaignSettings { responses } } }`,
+		map[string]any{"id": c.conn}, "setCampaignSettings", &settings)
+	if settings.CampaignSettings.Responses != "FIRST_PER_TYPE" {
+		t.Fatalf("settings = %+v", settings)
+	}
+	listID := c.syncedList(t, map[string]string{"Eve": "eve@example.de"})
+	campaignID, activityID := c.activity(t, dataverse.ChannelEMSCampaign,
+		`<p><a href="https://shop.example/a">A</a> <a href="https://shop.example/b">B</a></p>`)
+	if err := c.user.Associate(ctx, "campaignactivities", activityID, "campaignactivitylist_association", "lists", listID); err != nil {
+		t.Fatal(err)
+	}
+	c.pressSend(t, activityID)
+	m := c.smtp.Wait(t, 1, 60*time.Second)[0]
+	clicks := trackedURL.FindAllString(m.Body("text/html"), -1)
+	n := 0
+	for _, u := range clicks {
+		if strings.Contains(u, "/t/c/") {
+			fetch(t, http.MethodGet, u)
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d tracked links, want 2", n)
+	}
+	sends, _, err := c.in.store.SendsPage(ctx, "acme", "", 1)
+	if err != nil || len(sends) != 1 {
+		t.Fatal(sends, err)
+	}
+	body := []byte(`{"type":"complaint","campaignSendId":"` + sends[0].ID + `","email":"eve@example.de","occurredAt":"` + time.Now().UTC().Format(time.RFC3339) + `"}`)
+	now := time.Now()
+	req, _ := http.NewRequest(http.MethodPost, c.in.base+"/webhooks/reactions/"+c.conn, strings.NewReader(string(body)))
+	req.Header.Set("webhook-id", "msg_complaint_1")
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set("webhook-signature", webhook.SignReaction(secret, "msg_complaint_1", now, body))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("reaction webhook: %d", res.StatusCode)
+	}
+
+	var rows []responseRow
+	waitUntil(t, func() bool { rows = c.responses(t, campaignID); return len(rows) >= 2 })
+	time.Sleep(300 * time.Millisecond) // a second click response would have arrived with the first
+	if rows = c.responses(t, campaignID); len(rows) != 2 {
+		t.Errorf("responses = %+v; want one click and one complaint", rows)
+	}
+	var optedOut bool
+	waitUntil(t, func() bool {
+		contacts := c.user.Query(ctx, "contacts", dataverse.Query{Select: []string{"donotbulkemail"}, Filter: "emailaddress1 eq 'eve@example.de'"})
+		if contacts.Next(ctx) {
+			optedOut, _ = contacts.Row().Bool("donotbulkemail")
+		}
+		return optedOut
+	})
+	l, _ := c.in.store.List(ctx, "acme", listID)
+	eve, err := c.in.store.SubscriberByEmail(ctx, "acme", l.GroupID, "eve@example.de")
+	if err != nil || eve.SubscriptionState != store.Unsubscribed {
+		t.Errorf("eve after a complaint: %+v, %v", eve, err)
 	}
 }

@@ -23,6 +23,8 @@ Usage:
   crmsync dataverse-emulator --addr A run an in-memory Dataverse (Web API + token endpoint); -h shows curl examples
   crmsync loadgen --token T           post realistic webhooks at a running instance; print throughput and the ledger
   crmsync migrate                     create indexes (serve also does this at start)
+  crmsync solution build [--out DIR]  zip the Dataverse solution for import (default DIR build/)
+  crmsync register --connection ID    register crmsync's webhook and steps in the connection's Dataverse [--dry-run] [--remove]
 
 Configuration is read from the environment; see README.md.
 `
@@ -58,6 +60,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return loadgenCommand(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return migrateCommand(ctx, rest, getenv, stderr)
+	case "solution":
+		return solutionCommand(rest, stdout, stderr)
+	case "register":
+		return registerCommand(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

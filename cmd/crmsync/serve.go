@@ -185,7 +185,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("GET /t/c/{token}", tracking.Click())
 	mux.Handle("/u/{token}", tracking.Unsubscribe())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns,
+		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns, Registrar: &engine.Registrar{Store: st, CRM: crm, PublicURL: publicURL},
 		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Logger: logger,
 	}))
 	if !cfg.Production {

@@ -13,7 +13,7 @@ import (
 
 // Alternate keys (reference/dataverse.md §4.3): a table may define keys, sets of
 // columns whose values name a row as well as its id. The emulator's only keys are
-// the connector solution's on cs_subscription (tables.go). A key can name a row in
+// the connector solution's on cs_subscription (solution.go). A key can name a row in
 // a URL — GET, PATCH (upsert: a missing row is made with the key's values) and
 // DELETE of /cs_subscriptions(cs_groupid='g1',_cs_contactid_value=<guid>) — and in
 // UpsertMultiple's "@odata.id"; no two rows may share a key's values. Lookup

@@ -2,27 +2,30 @@ package emulator
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
 // Custom API messages (reference/dataverse.md §7.5). The emulator plays an
-// organisation with crmsync's solution installed: its two custom APIs are seeded as
-// customapi rows (read-only here, as solution components are), with their request
-// parameters, and calling one as a bound action raises its message for the webhook
-// steps registered on it — which is how the "Send campaign" and "Synchronize"
-// buttons reach crmsync.
+// organisation with crmsync's solution installed: the solution's custom APIs
+// (solution.go) are seeded as customapi rows (read-only here, as solution
+// components are), with their request parameters, and calling one as a bound
+// action raises its message for the webhook steps registered on it — which is how
+// the "Send eMS campaign" and "Synchronize with eMS" buttons reach crmsync.
 
-// customAPI is a seeded custom API definition.
+// customAPI is a custom API definition of the solution.
 type customAPI struct {
-	uniqueName, boundTable string
-	// params are optional String parameters (type 10), in order.
-	params []string
+	uniqueName, displayName string
+	boundTable              string // entity-bound APIs only
+	bindingType, stepType   int    // bindingtype, allowedcustomprocessingsteptype
+	isFunction              bool
+	params                  []apiParam // String parameters (type 10)
 }
 
-// crmsyncAPIs are the custom APIs of crmsync's Dataverse solution (design.md).
-var crmsyncAPIs = []customAPI{
-	{uniqueName: "cs_SendCampaign", boundTable: "campaignactivity", params: []string{"Subject", "SenderName", "SenderEmail", "CampaignSendId"}},
-	{uniqueName: "cs_SyncMarketingList", boundTable: "list"},
+// apiParam is a request parameter of a custom API.
+type apiParam struct {
+	name, fullName string // uniquename, name
+	optional       bool
 }
 
 // customAPITables is the schema of customapi and customapirequestparameter.
@@ -57,17 +60,18 @@ func customAPITables() []*table {
 	}
 }
 
-// seedCustomAPIs writes the definitions of crmsyncAPIs.
-func seedCustomAPIs(put func(table, id string, vals map[string]any)) {
-	for _, api := range crmsyncAPIs {
+// seedCustomAPIs writes the definitions of the solution's custom APIs.
+func (e *Emulator) seedCustomAPIs(put func(table, id string, vals map[string]any)) {
+	for _, api := range e.apis {
 		id := newID()
 		put("customapi", id, map[string]any{
-			"uniquename": api.uniqueName, "name": api.uniqueName, "displayname": api.uniqueName,
-			"bindingtype": int64(1), "boundentitylogicalname": api.boundTable, "allowedcustomprocessingsteptype": int64(1),
+			"uniquename": api.uniqueName, "name": api.uniqueName, "displayname": api.displayName,
+			"bindingtype": int64(api.bindingType), "boundentitylogicalname": api.boundTable,
+			"isfunction": api.isFunction, "allowedcustomprocessingsteptype": int64(api.stepType),
 		})
 		for _, p := range api.params {
 			put("customapirequestparameter", newID(), map[string]any{
-				"uniquename": p, "name": api.uniqueName + "." + p, "type": int64(10), "isoptional": true,
+				"uniquename": p.name, "name": p.fullName, "type": int64(10), "isoptional": p.optional,
 				"customapiid": ref{"customapi", id},
 			})
 		}
@@ -75,9 +79,9 @@ func seedCustomAPIs(put func(table, id string, vals map[string]any)) {
 }
 
 // boundCustomAPI finds the custom API bound to a table by name.
-func boundCustomAPI(table, name string) (customAPI, bool) {
-	for _, api := range crmsyncAPIs {
-		if api.uniqueName == name && api.boundTable == table {
+func (e *Emulator) boundCustomAPI(table, name string) (customAPI, bool) {
+	for _, api := range e.apis {
+		if api.uniqueName == name && api.bindingType == 1 && api.boundTable == table {
 			return api, true
 		}
 	}
@@ -86,7 +90,9 @@ func boundCustomAPI(table, name string) (customAPI, bool) {
 
 // invokeCustomAPI handles POST /<set>(<id>)/Microsoft.Dynamics.CRM.<uniquename>: the
 // bound row is the implicit Target, the body holds the parameters by unique name.
-// The APIs have no response properties, so the answer is 204.
+// A parameter the API does not define, one that is not a string, or a missing
+// required one is refused. The APIs have no response properties, so the answer is
+// 204.
 func (e *Emulator) invokeCustomAPI(w http.ResponseWriter, r *http.Request, t *table, id string, api customAPI, caller *principal) error {
 	if r.Method != http.MethodPost {
 		return errMethod(r)
@@ -101,11 +107,7 @@ func (e *Emulator) invokeCustomAPI(w http.ResponseWriter, r *http.Request, t *ta
 		if strings.HasPrefix(name, "@") {
 			continue
 		}
-		known := false
-		for _, p := range api.params {
-			known = known || p == name
-		}
-		if !known {
+		if !slices.ContainsFunc(api.params, func(p apiParam) bool { return p.name == name }) {
 			return errorf(http.StatusBadRequest, codeInvalidArgument, "Request message has unresolved parameters: '%s' is not a parameter of %s.", name, api.uniqueName)
 		}
 		s, ok := v.(string)
@@ -114,6 +116,11 @@ func (e *Emulator) invokeCustomAPI(w http.ResponseWriter, r *http.Request, t *ta
 		}
 		if v != nil {
 			input = append(input, wireKV{name, s})
+		}
+	}
+	for _, p := range api.params {
+		if v, ok := body[p.name]; !p.optional && (!ok || v == nil) {
+			return errorf(http.StatusBadRequest, codeInvalidArgument, "Request message is missing the required parameter '%s' of %s.", p.name, api.uniqueName)
 		}
 	}
 	o := e.newOp(caller)

@@ -65,11 +65,13 @@
 // deep insert and hold its webhook events until it commits.
 //
 // The schema (tables, columns, states, keys) is the data in tables.go and
-// sdktables.go; a table is added there. Columns the reference marks required —
+// sdktables.go, where a platform table is added, with crmsync's Dataverse solution
+// applied (solution.go): the cs_ columns, the cs_subscription table and the eMS
+// Campaign channel come from package solution, the solution's own source. Columns the reference marks required —
 // list.listname, and campaignresponse's ApplicationRequired subject and
 // regardingobjectid — are refused when missing on create, as SystemRequired
 // ones are. $expand covers single-valued navigation properties with $select
-// (expand.go); crmsync's two custom APIs are seeded and callable (customapi.go).
+// (expand.go); the solution's custom APIs are seeded and callable (customapi.go).
 // $metadata, FetchXML aggregates, collection-valued $expand, deep update, deep
 // insert through single-valued navigation properties, other custom APIs, reads
 // of other navigation properties, and campaign items that are products or sales

@@ -136,11 +136,12 @@ const maxBody = 16 << 20
 // Entra-ID-style token endpoint, so crmsync's client, engine and demo run against
 // something that answers like Dataverse without a tenant.
 type Emulator struct {
-	cfg Config
-	now func() time.Time
-	log *slog.Logger
-	reg *registry
-	mux *http.ServeMux
+	cfg  Config
+	now  func() time.Time
+	log  *slog.Logger
+	reg  *registry
+	apis []customAPI // the connector solution's custom APIs (customapi.go)
+	mux  *http.ServeMux
 
 	clients map[string]clientCred // by client id
 	tokens  tokenStore
@@ -226,11 +227,12 @@ func New(cfg Config) *Emulator {
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
-	reg, err := newRegistry(builtinTables())
+	built := builtinSchema()
+	reg, err := newRegistry(built.tables)
 	if err != nil {
 		panic(err) // the built-in schema is static; a mistake in it is a programming error
 	}
-	e.reg = reg
+	e.reg, e.apis = reg, built.apis
 	for _, t := range reg.tables {
 		e.rows[t.logical] = map[string]*record{}
 	}
@@ -287,7 +289,7 @@ func (e *Emulator) seed() {
 		"businessunitid":       ref{"businessunit", e.rootBU},
 	})
 	e.seedMessages(put)
-	seedCustomAPIs(put)
+	e.seedCustomAPIs(put)
 }
 
 // newID is a new row id, lower-case as Dataverse writes them.

@@ -46,7 +46,7 @@ var memberTypes = map[int64]string{1: "account", 2: "contact", 4: "lead"}
 // $ref.
 func (e *Emulator) rowOperation(w http.ResponseWriter, r *http.Request, t *table, id, tail string, caller *principal) error {
 	name, qualified := strings.CutPrefix(tail, "Microsoft.Dynamics.CRM.")
-	if api, ok := boundCustomAPI(t.logical, name); ok {
+	if api, ok := e.boundCustomAPI(t.logical, name); ok {
 		if !qualified {
 			return errUnqualified()
 		}

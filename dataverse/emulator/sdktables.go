@@ -282,10 +282,11 @@ func (e *Emulator) seedMessages(put func(table, id string, vals map[string]any))
 			bulk = append(bulk, t.logical)
 		}
 	}
-	messages := []struct {
+	type message struct {
 		name, category string
 		tables         []string
-	}{
+	}
+	messages := []message{
 		{"Create", "Create", data},
 		{"Update", "Update", data},
 		{"Delete", "Delete", data},
@@ -303,8 +304,14 @@ func (e *Emulator) seedMessages(put func(table, id string, vals map[string]any))
 		// UpsertMultiple has none of its own.
 		{"CreateMultiple", "Create", bulk},
 		{"UpdateMultiple", "Update", bulk},
-		{"cs_SendCampaign", "CustomAPI", []string{"campaignactivity"}},
-		{"cs_SyncMarketingList", "CustomAPI", []string{"list"}},
+	}
+	for _, api := range e.apis {
+		// The solution's custom APIs: a message each, filtered by its bound table.
+		var tables []string
+		if api.boundTable != "" {
+			tables = []string{api.boundTable}
+		}
+		messages = append(messages, message{api.uniqueName, "CustomAPI", tables})
 	}
 	for _, m := range messages {
 		id := newID()

@@ -1,10 +1,11 @@
 package emulator
 
-// builtinTables is the emulator's schema: the tables crmsync reads and writes, with
-// the columns of reference/dataverse.md §5 and §5.1, the connector solution's cs_
-// columns (design.md) and the usual person columns. A table is added by appending
-// an entry here; the primary key, statecode/statuscode (from states), createdon,
-// modifiedon, createdby, modifiedby, versionnumber and, for user-owned tables,
+// dataTables are the platform tables crmsync reads and writes, with the columns of
+// reference/dataverse.md §5 and §5.1 and the usual person columns; the connector
+// solution's columns and choice values are added to them by schemaOf
+// (solution.go). A table is added by appending an entry here; the primary key,
+// statecode/statuscode (from states), createdon, modifiedon, createdby,
+// modifiedby, versionnumber and, for user-owned tables,
 // ownerid/owninguser/owningbusinessunit are added by newRegistry.
 //
 // A table's tracked, bulk and keys fields say whether it has change tracking, takes
@@ -12,14 +13,8 @@ package emulator
 //
 // It is a function, not a variable, so no emulator shares mutable table state with
 // another.
-func builtinTables() []*table {
-	activeInactive := func() []stateDef {
-		return []stateDef{
-			{value: 0, label: "Active", defaultStatus: 1, statuses: opts(1, "Active")},
-			{value: 1, label: "Inactive", defaultStatus: 2, statuses: opts(2, "Inactive")},
-		}
-	}
-	return append([]*table{
+func dataTables() []*table {
+	return []*table{
 		{
 			logical: "contact", set: "contacts", pk: "contactid", primaryName: "fullname", stateEnum: "ContactState",
 			columns: concat(personColumns(), consentColumns(), addressColumns(), []*column{
@@ -88,12 +83,6 @@ func builtinTables() []*table {
 				money("cost"),
 				dateTime("lastusedon"),
 				memo("description", 2000),
-				// The connector solution's columns (design.md).
-				yesNo("cs_synctoems", false),
-				yesNo("cs_periodicsync", false),
-				choice("cs_syncinterval", opts(1, "Hourly", 2, "Daily", 3, "Weekly", 4, "Point in time")...),
-				dateTime("cs_syncat"),
-				text("cs_emsgroupid", 100),
 			},
 			states: []stateDef{
 				{value: 0, label: "Active", defaultStatus: 0, statuses: opts(0, "Active")},
@@ -136,9 +125,9 @@ func builtinTables() []*table {
 			columns: []*column{
 				text("subject", 200),
 				memo("description", 2000),
-				// 100000001 "eMS Campaign" is the connector solution's channel (design.md).
+				// The connector solution adds its channel, 100000001 "eMS Campaign".
 				choice("channeltypecode", opts(1, "Phone", 2, "Appointment", 3, "Letter", 4, "Letter via Mail Merge", 5, "Fax",
-					6, "Fax via Mail Merge", 7, "Email", 8, "Email via Mail Merge", 9, "Other", 100000001, "eMS Campaign")...),
+					6, "Fax via Mail Merge", 7, "Email", 8, "Email via Mail Merge", 9, "Other")...),
 				choice("typecode", opts(1, "Research", 2, "Content Preparation", 3, "Target Marketing List Creation", 4, "Lead Qualification",
 					5, "Content Distribution", 6, "Direct Initial Contact", 7, "Direct Follow-Up Contact", 8, "Reminder Distribution")...),
 				choice("prioritycode", opts(0, "Low", 1, "Normal", 2, "High")...).withDefault(1),
@@ -227,34 +216,13 @@ func builtinTables() []*table {
 			},
 			check: checkActivityParty,
 		},
-		{
-			// cs_subscription is the connector solution's "eMS tab" of a person: one row
-			// per record and subscriber group. Its lookups are custom, so their
-			// navigation properties carry the SchemaName (case-sensitive in @odata.bind).
-			logical: "cs_subscription", set: "cs_subscriptions", pk: "cs_subscriptionid", primaryName: "cs_name", stateEnum: "cs_subscriptionState",
-			columns: []*column{
-				text("cs_name", 100),
-				lookupNav("cs_contactid", "cs_ContactId", "contact"),
-				lookupNav("cs_leadid", "cs_LeadId", "lead"),
-				lookupNav("cs_accountid", "cs_AccountId", "account"),
-				yesNo("cs_subscribed", false),
-				choice("cs_emailstate"), // the solution defines the values
-				text("cs_groupid", 100),
-				dateTime("cs_lastsyncedon"),
-			},
-			states:  activeInactive(),
-			tracked: true, bulk: true,
-			// The solution's alternate keys: one subscription per record and group,
-			// one key per member type because a key's columns are fixed. They are the
-			// emulator's choice (design.md names the columns, not the keys); rows whose
-			// key columns are not all set are not held to a key, as Dataverse's
-			// filtered key indexes do not hold them (unverified).
-			keys: []altKey{
-				{name: "cs_contactgroup", cols: []string{"cs_contactid", "cs_groupid"}},
-				{name: "cs_leadgroup", cols: []string{"cs_leadid", "cs_groupid"}},
-				{name: "cs_accountgroup", cols: []string{"cs_accountid", "cs_groupid"}},
-			},
-		},
+	}
+}
+
+// systemTables are the platform's own tables the emulator serves: users, business
+// units, the webhook registration tables and the custom API definitions.
+func systemTables() []*table {
+	return append([]*table{
 		{
 			logical: "systemuser", set: "systemusers", pk: "systemuserid", primaryName: "fullname", ownership: businessOwned, noDelete: true,
 			columns: []*column{
@@ -280,6 +248,14 @@ func builtinTables() []*table {
 			},
 		},
 	}, append(registrationTables(), customAPITables()...)...)
+}
+
+// activeInactive are the states of contacts and accounts.
+func activeInactive() []stateDef {
+	return []stateDef{
+		{value: 0, label: "Active", defaultStatus: 1, statuses: opts(1, "Active")},
+		{value: 1, label: "Inactive", defaultStatus: 2, statuses: opts(2, "Inactive")},
+	}
 }
 
 // personColumns are the name and e-mail columns contacts and leads share.

@@ -205,6 +205,7 @@ type ComplexityRoot struct {
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
 		DeleteSubscriber      func(childComplexity int, id string) int
 		DeleteSubscriberGroup func(childComplexity int, id string) int
+		RegisterWebhooks      func(childComplexity int, connectionID string, dryRun *bool) int
 		RenameSubscriberGroup func(childComplexity int, id string, name string) int
 		ReplayEvents          func(childComplexity int, recordID *string, status *model.SyncStatus) int
 		SendCampaign          func(childComplexity int, input model.SendCampaignInput) int
@@ -442,6 +443,7 @@ type MutationResolver interface {
 	UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error)
 	SetFieldMappings(ctx context.Context, connectionID string, mappings []*model.FieldMappingInput) ([]*store.FieldMapping, error)
 	SetLanguageMapping(ctx context.Context, connectionID string, input model.LanguageMappingInput) (*store.Connection, error)
+	RegisterWebhooks(ctx context.Context, connectionID string, dryRun *bool) (*store.WebhookRegistration, error)
 	SendCampaign(ctx context.Context, input model.SendCampaignInput) (*store.CampaignSend, error)
 	CancelCampaignSend(ctx context.Context, id string) (*store.CampaignSend, error)
 	SetCampaignSettings(ctx context.Context, connectionID string, input model.CampaignSettingsInput) (*store.Connection, error)
@@ -1208,6 +1210,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteSubscriberGroup(childComplexity, args["id"].(string)), true
+	case "Mutation.registerWebhooks":
+		if e.ComplexityRoot.Mutation.RegisterWebhooks == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_registerWebhooks_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RegisterWebhooks(childComplexity, args["connectionId"].(string), args["dryRun"].(*bool)), true
 	case "Mutation.renameSubscriberGroup":
 		if e.ComplexityRoot.Mutation.RenameSubscriberGroup == nil {
 			break
@@ -2533,6 +2546,8 @@ type Mutation {
   updateConnection(id: ID!, input: UpdateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
   setFieldMappings(connectionId: ID!, mappings: [FieldMappingInput!]!): [FieldMapping!]! @hasRole(role: ADMIN)
   setLanguageMapping(connectionId: ID!, input: LanguageMappingInput!): CrmConnection! @hasRole(role: ADMIN)
+  "Creates or updates, through the connection's Web API credentials, crmsync's service endpoint (the connection's webhook URL and key) and every step crmsync needs in the CRM, with filtering attributes from the field mappings; running it again changes nothing. A dry run only counts what it would do. The outcome is also the connection's ` + "`" + `registration` + "`" + `."
+  registerWebhooks(connectionId: ID!, dryRun: Boolean = false): WebhookRegistration! @hasRole(role: ADMIN)
 }
 `, BuiltIn: false},
 	{Name: "../../schema/group.graphqls", Input: `# Subscriber groups and the marketing lists linked to them.
@@ -3588,6 +3603,28 @@ func (ec *executionContext) field_Mutation_deleteSubscriber_args(ctx context.Con
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_registerWebhooks_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "dryRun",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["dryRun"] = arg1
 	return args, nil
 }
 
@@ -7049,6 +7086,68 @@ func (ec *executionContext) fieldContext_Mutation_setLanguageMapping(ctx context
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_setLanguageMapping_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_registerWebhooks(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_registerWebhooks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RegisterWebhooks(ctx, fc.Args["connectionId"].(string), fc.Args["dryRun"].(*bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *store.WebhookRegistration
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.WebhookRegistration
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.WebhookRegistration) graphql.Marshaler {
+			return ec.marshalNWebhookRegistration2ᚖcrmsyncᚋstoreᚐWebhookRegistration(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_registerWebhooks(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookRegistration(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_registerWebhooks_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -14240,6 +14339,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "registerWebhooks":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_registerWebhooks(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "sendCampaign":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_sendCampaign(ctx, field)
@@ -17024,6 +17130,14 @@ var (
 		store.WebhookHTTPQueryString: "HTTP_QUERY_STRING",
 	}
 )
+
+func (ec *executionContext) marshalNWebhookRegistration2ᚖcrmsyncᚋstoreᚐWebhookRegistration(ctx context.Context, sel ast.SelectionSet, v *store.WebhookRegistration) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WebhookRegistration!")
+		return graphql.Null
+	}
+	return ec._WebhookRegistration(ctx, sel, v)
+}
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
 	return ec.___Directive(ctx, sel, &v)
