@@ -79,6 +79,11 @@ func TestRegisterWebhooksThenTheLoopRunsThroughThem(t *testing.T) {
 	if first.StepsCreated != plan.StepsCreated || first.EndpointID == nil || len(first.Warnings) != 1 || !strings.Contains(first.Warnings[0], "is local") {
 		t.Fatalf("register = %+v, planned %+v", first, plan)
 	}
+	var shown struct{ Registration registrationView }
+	in.mustGraphQL(admin, `query($c: ID!) { connection(id: $c) { registration { `+registrationFields+` } } }`, map[string]any{"c": connID}, "connection", &shown)
+	if r := shown.Registration; r.EndpointID == nil || *r.EndpointID != *first.EndpointID || r.StepsCreated != first.StepsCreated || r.RegisteredAt == nil {
+		t.Errorf("the connection shows registration %+v", r)
+	}
 	eps, steps, images := crmsyncRows(t, user)
 	if eps != 1 || steps != first.StepsCreated || images != 6 {
 		t.Fatalf("the CRM has %d endpoints, %d steps, %d images; want 1, %d, 6 (Create and Update of three tables)", eps, steps, images, first.StepsCreated)
