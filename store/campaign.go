@@ -347,7 +347,11 @@ func (s *Store) SaveSendProgress(ctx context.Context, cs *CampaignSend) error {
 	} else {
 		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "error", Value: ""}}})
 	}
-	res, err := s.db.Collection(colSends).UpdateOne(ctx, bson.D{{Key: "_id", Value: cs.ID}, {Key: "fence", Value: cs.Fence}}, update)
+	// A send the API cancelled before it started delivering stays cancelled: the
+	// runner's save then fails as if fenced, and the runner stops.
+	res, err := s.db.Collection(colSends).UpdateOne(ctx, bson.D{
+		{Key: "_id", Value: cs.ID}, {Key: "fence", Value: cs.Fence}, {Key: "status", Value: bson.D{{Key: "$ne", Value: SendCancelled}}},
+	}, update)
 	if err != nil {
 		return unavailable("save campaign send", err)
 	}

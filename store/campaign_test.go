@@ -316,3 +316,25 @@ func TestReactionCountsAreExactUnderConcurrency(t *testing.T) {
 		t.Fatalf("opens = %d, %v; want 20", n[store.ReactionOpen], err)
 	}
 }
+
+// TestCancelWinsOverAResolvingRunner: a send cancelled while its runner resolves
+// the recipients stays cancelled; the runner's next save is refused.
+func TestCancelWinsOverAResolvingRunner(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	cs := newSend(t, s, "t1")
+	if err := s.StartSend(ctx, cs, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.CancelSend(ctx, "t1", cs.ID); err != nil || got.Status != store.SendCancelled {
+		t.Fatalf("cancel: %+v, %v", got, err)
+	}
+	cs.Resolved, cs.Status = true, store.SendSending
+	if err := s.SaveSendProgress(ctx, cs); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("the runner's save after a cancel: %v, want ErrFenced", err)
+	}
+	if got, _ := s.Send(ctx, "t1", cs.ID); got.Status != store.SendCancelled {
+		t.Fatalf("status %s, want CANCELLED", got.Status)
+	}
+}
