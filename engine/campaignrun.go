@@ -100,20 +100,7 @@ func NewCampaigns(cfg CampaignsConfig) (*Campaigns, error) {
 }
 
 // Start runs the sends that are due until Stop; it returns at once.
-func (c *Campaigns) Start(ctx context.Context) {
-	c.loop.start(ctx, func(ctx context.Context) {
-		t := time.NewTicker(c.cfg.Interval)
-		defer t.Stop()
-		for {
-			c.Tick(ctx)
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	})
-}
+func (c *Campaigns) Start(ctx context.Context) { c.loop.every(ctx, c.cfg.Interval, c.Tick) }
 
 // Stop waits for the page in hand, or for ctx; a send cut short goes on later
 // from its last recorded page, on any instance.
@@ -621,21 +608,7 @@ func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, fi
 	var id [16]byte
 	_, _ = hex.Decode(id[:], []byte(m.ID))
 	unsub := c.cfg.PublicURL + "/u/" + c.cfg.Tokens.Sign(mail.KindUnsubscribe, id, 0)
-	lookup := func(name string) (string, bool) {
-		switch {
-		case name == "email":
-			return m.Email, true
-		case name == "unsubscribeUrl":
-			return unsub, true
-		case strings.HasPrefix(name, "fields."):
-			v, ok := fields[strings.TrimPrefix(name, "fields.")]
-			if !ok || v == nil {
-				return "", false
-			}
-			return fmt.Sprint(v), true
-		}
-		return "", false
-	}
+	lookup := recipientValues(m.Email, fields, map[string]string{"unsubscribeUrl": unsub})
 	out := &mail.Message{
 		ID: m.ID, FromName: cs.SenderName, FromAddr: cs.SenderEmail, To: m.Email,
 		Subject: mail.Personalize(cs.Subject, lookup, false), UnsubscribeURL: unsub,
@@ -662,6 +635,28 @@ func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, fi
 		out.Text = mail.Personalize(text, lookup, false)
 	}
 	return out
+}
+
+// recipientValues fills the placeholders of one recipient's message (for
+// mail.Personalize): {{email}}, {{fields.<name>}} from fields, and the message's
+// own links by name.
+func recipientValues(email string, fields map[string]any, links map[string]string) func(name string) (string, bool) {
+	return func(name string) (string, bool) {
+		if link, ok := links[name]; ok {
+			return link, true
+		}
+		switch {
+		case name == "email":
+			return email, true
+		case strings.HasPrefix(name, "fields."):
+			v, ok := fields[strings.TrimPrefix(name, "fields.")]
+			if !ok || v == nil {
+				return "", false
+			}
+			return fmt.Sprint(v), true
+		}
+		return "", false
+	}
 }
 
 // bodyLinks are the links of an HTML body that clicks are tracked for.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // loop runs one background goroutine of a component with Start and Stop.
@@ -37,4 +38,20 @@ func (l *loop) stop(ctx context.Context, what string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stop %s: %w", what, ctx.Err())
 	}
+}
+
+// every starts the loop with tick, run at once and then every interval until stop.
+func (l *loop) every(ctx context.Context, interval time.Duration, tick func(ctx context.Context)) {
+	l.start(ctx, func(ctx context.Context) {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			tick(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
 }

@@ -113,7 +113,7 @@ func (rs *reactionStep) apply(ctx context.Context, ev *Event) (*pendingResponse,
 	}
 	if !r.Applied {
 		if sub != nil {
-			if err := rs.effects(ctx, ev, r, sub); err != nil {
+			if err := rs.effects(ctx, ev, &body, r, sub); err != nil {
 				return nil, err
 			}
 		}
@@ -134,11 +134,16 @@ func notFoundPermanent(err error, msg string) error {
 // effects applies what a reaction means for its subscriber: an unsubscribe or a
 // complaint unsubscribes (and reaches the CRM through the outbox; a complaint
 // also sets donotbulkemail); a hard bounce, or soft ones reaching the
-// connection's limit, mark the address invalid.
-func (rs *reactionStep) effects(ctx context.Context, ev *Event, r *store.Reaction, sub *store.Subscriber) error {
+// connection's limit, mark the address invalid. The consent ledger records each
+// such change — an unsubscribe through a message's link (a tracking route's
+// event names the message) as from the link.
+func (rs *reactionStep) effects(ctx context.Context, ev *Event, body *store.ReactionEvent, r *store.Reaction, sub *store.Subscriber) error {
+	consent := consentOf(sub, "", store.SourceReaction, r.OccurredAt)
+	consent.IP, consent.UserAgent, consent.Detail = body.IP, body.UserAgent, "campaign send "+r.SendID
 	switch r.Type {
 	case store.ReactionUnsubscribe, store.ReactionComplaint:
-		if sub.SubscriptionState != store.Unsubscribed {
+		wasSubscribed := sub.SubscriptionState != store.Unsubscribed
+		if wasSubscribed {
 			if _, err := rs.st.Unsubscribe(ctx, sub.Tenant, sub.ID); err != nil {
 				return err
 			}
@@ -151,16 +156,32 @@ func (rs *reactionStep) effects(ctx context.Context, ev *Event, r *store.Reactio
 				return err
 			}
 		}
+		switch {
+		case r.Type == store.ReactionComplaint:
+			consent.Action = store.ConsentComplained
+		case wasSubscribed:
+			consent.Action = store.ConsentUnsubscribed
+			if body.Message != "" {
+				consent.Source, consent.TokenID = store.SourceUnsubscribeLink, body.Message
+			}
+		}
 	case store.ReactionBounce:
 		limit := store.DefaultSoftBounceLimit
 		if ev.Connection != nil {
 			limit = ev.Connection.Campaigns.SoftBounces()
 		}
-		if _, err := rs.st.RecordBounce(ctx, sub.Tenant, sub.ID, r.BounceType != "soft", limit); err != nil {
+		invalid, err := rs.st.RecordBounce(ctx, sub.Tenant, sub.ID, r.BounceType != "soft", limit)
+		if err != nil {
 			return err
 		}
+		if invalid && !sub.AddressInvalid {
+			consent.Action, consent.Detail = store.ConsentBounced, r.BounceType+" bounce of campaign send "+r.SendID
+		}
 	}
-	return nil
+	if consent.Action == "" {
+		return nil
+	}
+	return rs.st.AppendConsent(ctx, consent)
 }
 
 // response gives the campaign response a reaction needs: only for sends from a

@@ -21,6 +21,7 @@ type RecipientStore interface {
 	RemoveCRMLink(ctx context.Context, tenant, groupID string, ref store.CRMRecordRef) error
 	ChangeEmail(ctx context.Context, sub *store.Subscriber, newEmail string) (mergedID string, err error)
 	SavePendingSubscription(ctx context.Context, tenant, groupID string, ref store.CRMRecordRef, state store.SubscriptionState, at time.Time) error
+	AppendConsent(ctx context.Context, evs ...*store.ConsentEvent) error
 }
 
 // registerRecipientSteps registers the CRM → eMS steps for recipient tables and for
@@ -98,6 +99,7 @@ func recipientChanged(st RecipientStore, api webAPI, now func() time.Time) StepF
 				}
 				continue
 			}
+			before := sub.SubscriptionState
 			if sub.CRMRecord != nil && *sub.CRMRecord != ref {
 				ev.Warn(fmt.Sprintf("subscriber %s is linked to %s %s already; %s %s was not applied to it",
 					sub.ID, strings.ToLower(string(sub.CRMRecord.Entity)), sub.CRMRecord.ID, ec.PrimaryEntityName, ref.ID))
@@ -129,6 +131,9 @@ func recipientChanged(st RecipientStore, api webAPI, now func() time.Time) StepF
 			}
 			sub.UpdatedAt = now().UTC()
 			if err := st.SaveSubscriber(ctx, sub); err != nil {
+				return err
+			}
+			if err := recordCRMConsent(ctx, st, ev, sub, before, ec.PrimaryEntityName+" "+ref.ID); err != nil {
 				return err
 			}
 		}

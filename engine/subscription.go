@@ -62,9 +62,13 @@ func subscriptionChanged(st RecipientStore, api webAPI, now func() time.Time) St
 		if at.Before(sub.Stamp("subscriptionState").At) {
 			return nil
 		}
+		before := sub.SubscriptionState
 		sub.SubscriptionState = state
 		sub.SetStamp("subscriptionState", at, store.SideCRM)
 		sub.UpdatedAt = now().UTC()
-		return st.SaveSubscriber(ctx, sub)
+		if err := st.SaveSubscriber(ctx, sub); err != nil {
+			return err
+		}
+		return recordCRMConsent(ctx, st, ev, sub, before, "cs_subscription of "+ref.Entity.Entity()+" "+ref.ID)
 	}
 }

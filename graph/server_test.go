@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -228,11 +229,26 @@ func TestAuthMatrix(t *testing.T) {
 		"setCampaignSettings":   {`mutation($c: ID!) { setCampaignSettings(connectionId: $c, input: {sendRatePerMinute: 600}) { campaignSettings { sendRatePerMinute } } }`, "admin", true},
 		"createConnection": {`mutation { createConnection(input: {name: "X", organizationUrl: "https://x.crm.dynamics.com", recipientType: LEAD,
 			webhookAuth: {mode: HTTP_HEADER, name: "x-key", value: "0123456789abcdef!"}}) { id } }`, "admin", false},
+		"form":           {`query($form: ID!) { form(id: $form) { id submitUrl group { id } fields { name } } }`, "viewer", true},
+		"forms":          {`{ forms { totalCount edges { node { id } } } }`, "viewer", false},
+		"createForm":     {`mutation($g: ID!) { createForm(input: ` + formLiteral + `) { id } }`, "editor", true},
+		"updateForm":     {`mutation($form: ID!, $g: ID!) { updateForm(id: $form, input: ` + formLiteral + `) { id } }`, "editor", true},
+		"consentHistory": {`query($s: ID!) { consentHistory(subscriberId: $s) { totalCount edges { node { id } } } }`, "viewer", true},
+		"consentExport":  {`{ consentExport(email: "a@example.com") { email events { id } subscribers { id } } }`, "admin", false},
+		"suppression":    {`query($c: ID!) { suppression(connectionId: $c) { totalCount edges { node { email subscriber { id } } } } }`, "viewer", true},
 	}
+	// createForm names its group inside the input, which the store checks: another
+	// tenant's group is a bad groupId there, as an unknown one is.
+	otherTenant := map[string]string{"createForm": "BAD_USER_INPUT"}
 	rank := map[string]int{"viewer": 1, "editor": 2, "admin": 3}
 	// A send going out: cancelling it only asks it to stop, so every caller may try.
 	send := startSend(t, b.store, &store.CampaignSend{Tenant: "acme", GroupID: b.group.ID, Subject: "S", SenderName: "N", SenderEmail: "n@example.com", Status: store.SendScheduled})
-	vars := map[string]any{"c": b.conn.ID, "g": b.group.ID, "s": b.sub.ID, "l": b.list.CRMListID, "r": b.run.ID, "send": send.ID}
+	f, err := b.store.CreateForm(context.Background(), "acme", store.FormInput{GroupID: b.group.ID, Name: "F",
+		Fields: []store.FormField{{Name: "email", Type: store.FieldEmail, SubscriberField: "email"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]any{"c": b.conn.ID, "g": b.group.ID, "s": b.sub.ID, "l": b.list.CRMListID, "r": b.run.ID, "send": send.ID, "form": f.ID}
 	for fname, f := range fields {
 		for cname, tok := range callers {
 			var want string
@@ -243,7 +259,7 @@ func TestAuthMatrix(t *testing.T) {
 				want = "FORBIDDEN"
 			case "other admin":
 				if f.owned {
-					want = "NOT_FOUND"
+					want = cmp.Or(otherTenant[fname], "NOT_FOUND")
 				}
 			default:
 				if rank[cname] < rank[f.min] {
@@ -269,6 +285,9 @@ func TestAuthMatrix(t *testing.T) {
 	}
 }
 
+// formLiteral is a form of the group $g, as a GraphQL input literal.
+const formLiteral = `{groupId: $g, name: "F", doubleOptIn: false, fields: [{name: "email", type: EMAIL, subscriberField: "email"}]}`
+
 func TestErrorCodes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -283,6 +302,10 @@ func TestErrorCodes(t *testing.T) {
 		{"validation", `{ connections { clientSecret } }`, nil, "GRAPHQL_VALIDATION_FAILED", ""},
 		{"secret not readable", `{ connections { campaignSettings { sendingEngineSecret } } }`, nil, "GRAPHQL_VALIDATION_FAILED", ""},
 		{"sends first over 500", `{ campaignSends(first: 501) { totalCount } }`, nil, "TOO_COMPLEX", "first"},
+		{"forms first over 500", `{ forms(first: 501) { totalCount } }`, nil, "TOO_COMPLEX", "first"},
+		{"consent history first over 500", `query($s: ID!) { consentHistory(subscriberId: $s, first: 501) { totalCount } }`, map[string]any{"s": b.sub.ID}, "TOO_COMPLEX", "first"},
+		{"form input of the wrong type", `mutation($g: ID!) { createForm(input: {groupId: $g, name: "F", doubleOptIn: false, fields: [{name: "x", type: RADIO}]}) { id } }`, map[string]any{"g": b.group.ID}, "GRAPHQL_VALIDATION_FAILED", ""},
+		{"export of no address", `{ consentExport(email: "nobody") { email } }`, nil, "BAD_USER_INPUT", "email"},
 		{"first over 500", `query($g: ID!) { subscriberGroup(id: $g) { subscribers(first: 501) { totalCount } } }`, map[string]any{"g": b.group.ID}, "TOO_COMPLEX", "first"},
 		{"bad cursor", `query($g: ID!) { subscriberGroup(id: $g) { subscribers(after: "zzz") { totalCount } } }`, map[string]any{"g": b.group.ID}, "BAD_USER_INPUT", "after"},
 		{"invalid input", `mutation { createConnection(input: {name: "X", organizationUrl: "ftp://x", recipientType: LEAD, webhookAuth: {mode: WEBHOOK_KEY, value: "0123456789abcdef!"}}) { id } }`, nil, "BAD_USER_INPUT", "organizationUrl"},
@@ -466,6 +489,12 @@ func TestGroupAndSubscriberLifecycle(t *testing.T) {
 	r = b.do(t, ed, `mutation($s: ID!) { unsubscribe(subscriberId: $s) { subscriptionState } }`, map[string]any{"s": b.sub.ID})
 	if !strings.Contains(string(r.Data["unsubscribe"]), "UNSUBSCRIBED") {
 		t.Errorf("unsubscribe: %s %+v", r.Data["unsubscribe"], r.Errors)
+	}
+	// The ledger says who stopped it, once (a second unsubscribe changes nothing).
+	b.do(t, ed, `mutation($s: ID!) { unsubscribe(subscriberId: $s) { subscriptionState } }`, map[string]any{"s": b.sub.ID})
+	r = b.do(t, ed, `query($s: ID!) { consentHistory(subscriberId: $s) { totalCount edges { node { action source actor } } } }`, map[string]any{"s": b.sub.ID})
+	if h := string(r.Data["consentHistory"]); !strings.Contains(h, `"totalCount":1`) || !strings.Contains(h, `"action":"UNSUBSCRIBED","source":"OPERATOR","actor":"`) {
+		t.Errorf("consent history after unsubscribe: %s %+v", h, r.Errors)
 	}
 	if r := b.do(t, ed, `mutation($s: ID!) { deleteSubscriber(id: $s) }`, map[string]any{"s": b.sub.ID}); string(r.Data["deleteSubscriber"]) != "true" {
 		t.Fatalf("delete: %+v", r.Errors)

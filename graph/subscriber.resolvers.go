@@ -40,9 +40,22 @@ func (r *mutationResolver) Unsubscribe(ctx context.Context, subscriberID string)
 	if err != nil {
 		return nil, err
 	}
+	before, err := r.Store.Subscriber(ctx, c.Tenant, subscriberID)
+	if err != nil {
+		return nil, err
+	}
 	sub, err := r.Store.Unsubscribe(ctx, c.Tenant, subscriberID)
 	if err != nil {
 		return nil, err
+	}
+	if before.SubscriptionState != store.Unsubscribed {
+		// The ledger records who stopped the subscription, and through what.
+		if err := r.Store.AppendConsent(ctx, &store.ConsentEvent{
+			Tenant: c.Tenant, SubscriberID: sub.ID, GroupID: sub.GroupID, Email: sub.Email,
+			Action: store.ConsentUnsubscribed, Source: store.SourceOperator, At: sub.UpdatedAt, Actor: c.Subject, Detail: "the unsubscribe mutation",
+		}); err != nil {
+			return nil, err
+		}
 	}
 	if r.Changes != nil {
 		if err := r.Changes.SubscribersChanged(ctx, c.Tenant, sub.GroupID, []string{sub.ID}); err != nil {

@@ -44,3 +44,7 @@ func (k Keys) RunSet(run string) string { return k.prefix + ":run:{" + run + "}:
 
 // EventNotices is the pub/sub channel announcing a tenant's event outcomes.
 func (k Keys) EventNotices(tenant string) string { return k.prefix + ":notices:" + tenant }
+
+// RateLimit is the counter of one rate-limited key's current window (see
+// RateLimiter); the key is its own hash tag.
+func (k Keys) RateLimit(key string) string { return k.prefix + ":rate:{" + key + "}" }

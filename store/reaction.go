@@ -68,6 +68,10 @@ type ReactionEvent struct {
 	URL            string    `json:"url,omitempty"`
 	BounceType     string    `json:"bounceType,omitempty"`
 	Message        string    `json:"message,omitempty"`
+	// IP and UserAgent are the browser's that unsubscribed through a link, for
+	// the consent ledger.
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"userAgent,omitempty"`
 }
 
 // ReactionID is the deduplication key of a reaction: the same message, type and

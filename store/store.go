@@ -84,6 +84,13 @@ const (
 	// colResponseClaims holds one document per message and reaction type whose
 	// CRM response was claimed (connections writing the first response only).
 	colResponseClaims = "campaignResponseClaims"
+	colForms          = "forms"
+	// colConsent is the consent ledger: append-only.
+	colConsent = "consentEvents"
+	// colConfirmations holds the double opt-in requests waiting for their
+	// confirmation, colConfirmationUses one document per confirmation link used.
+	colConfirmations    = "confirmations"
+	colConfirmationUses = "confirmationUses"
 )
 
 // Open connects to cfg.URI, or starts the embedded server when it is empty, and
@@ -180,6 +187,12 @@ func (s *Store) Migrate(ctx context.Context) error {
 		colRecipients:  {index("sendId_1", "sendId")},
 		colMessages:    {index("tenant_1_sendId_1_email_1", "tenant", "sendId", "email"), index("tenant_1_sendId_1_subscriberId_1", "tenant", "sendId", "subscriberId")},
 		colReactions:   {index("tenant_1_sendId_1_type_1__id_1", "tenant", "sendId", "type", "_id")},
+
+		// Forms, the consent ledger and double opt-in requests (store/form.go, consent.go, signup.go).
+		colForms:            {index("tenant_1__id_1", "tenant", "_id")},
+		colConsent:          {index("tenant_1_subscriberId_1__id_1", "tenant", "subscriberId", "_id"), index("tenant_1_email_1__id_1", "tenant", "email", "_id")},
+		colConfirmations:    {index("expiresAt_1", "expiresAt"), index("tenant_1_subscriberId_1", "tenant", "subscriberId")},
+		colConfirmationUses: {index("expiresAt_1", "expiresAt")},
 	}
 	for col, models := range indexes {
 		// One at a time: FerretDB 1.24 panics when one createIndexes command names
@@ -191,7 +204,8 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 	}
 	// Create every collection now, so the embedded store can index them at once.
-	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges, colPending, colSends, colRecipients, colMessages, colReactions, colResponseClaims} {
+	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges, colPending, colSends, colRecipients, colMessages, colReactions, colResponseClaims,
+		colForms, colConsent, colConfirmations, colConfirmationUses} {
 		err := s.db.CreateCollection(ctx, col)
 		var cmdErr mongo.CommandError
 		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists
@@ -294,6 +308,15 @@ func findPage[T any](ctx context.Context, col *mongo.Collection, what string, fi
 		return out[:first], true, nil
 	}
 	return out, false, nil
+}
+
+// count counts the documents of col that match filter; what names them in errors.
+func count(ctx context.Context, col *mongo.Collection, what string, filter bson.D) (int, error) {
+	n, err := col.CountDocuments(ctx, filter)
+	if err != nil {
+		return 0, unavailable("count "+what, err)
+	}
+	return int(n), nil
 }
 
 // byID is the sort of pages in id order.

@@ -123,20 +123,11 @@ func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, r
 	if err != nil {
 		return nil, err
 	}
-	res := &UpsertResult{Rejected: []RejectedRow{}, Ignored: []IgnoredField{}}
-	uc := &upsertCtx{defaultLang: DefaultLanguage, owned: map[string]bool{}, res: res}
-	if g.ConnectionID != "" {
-		if c, err := s.Connection(ctx, tenant, g.ConnectionID); err == nil {
-			uc.defaultLang = c.DefaultLanguage
-			for _, m := range c.FieldMappings {
-				if name, ok := strings.CutPrefix(m.SubscriberField, "fields."); ok {
-					uc.owned[name] = true
-				}
-			}
-		} else if !errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
+	uc, err := s.upsertContext(ctx, g)
+	if err != nil {
+		return nil, err
 	}
+	res := uc.res
 
 	var order []string
 	merged := map[string]*upsertRow{}
@@ -171,6 +162,26 @@ func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, r
 		}
 	}
 	return res, nil
+}
+
+// upsertContext gives what every row written to g shares: the connection's default
+// language and the fields it maps from the CRM.
+func (s *Store) upsertContext(ctx context.Context, g *Group) (*upsertCtx, error) {
+	res := &UpsertResult{Rejected: []RejectedRow{}, Ignored: []IgnoredField{}}
+	uc := &upsertCtx{defaultLang: DefaultLanguage, owned: map[string]bool{}, res: res}
+	if g.ConnectionID != "" {
+		if c, err := s.Connection(ctx, g.Tenant, g.ConnectionID); err == nil {
+			uc.defaultLang = c.DefaultLanguage
+			for _, m := range c.FieldMappings {
+				if name, ok := strings.CutPrefix(m.SubscriberField, "fields."); ok {
+					uc.owned[name] = true
+				}
+			}
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	return uc, nil
 }
 
 // upsertChunk is how many rows one round of bulk reads and writes handles.
@@ -577,8 +588,9 @@ type tombstone struct {
 }
 
 // DeleteSubscriber erases a subscriber's data — the subscriber, its address claim,
-// its CRM link and the address in its list memberships — and keeps only a
-// tombstone with the time and the actor.
+// its CRM link, the address in its list memberships and consent ledger entries,
+// and its waiting double opt-in requests — and keeps only a tombstone with the
+// time and the actor.
 func (s *Store) DeleteSubscriber(ctx context.Context, tenant, id, actor string) error {
 	sub, err := s.Subscriber(ctx, tenant, id)
 	if err != nil {
@@ -588,24 +600,53 @@ func (s *Store) DeleteSubscriber(ctx context.Context, tenant, id, actor string) 
 	if err := s.replaceByID(ctx, colTombstones, ts.ID, &ts); err != nil {
 		return err
 	}
-	if sub.CRMRecord != nil {
-		if err := s.RemoveCRMLink(ctx, tenant, sub.GroupID, *sub.CRMRecord); err != nil {
-			return err
+	if err := s.eraseConsentAddress(ctx, tenant, sub.ID); err != nil {
+		return err
+	}
+	if err := s.ForgetConfirmations(ctx, tenant, sub.ID); err != nil {
+		return err
+	}
+	_, err = s.removeSubscriber(ctx, sub)
+	return err
+}
+
+// removeSubscriber deletes a subscriber with its CRM link, address claim and the
+// address in its list memberships; the subscriber goes last, so a retry after a
+// failure finds it and finishes. Conditions beyond the id make the removal
+// conditional instead: the subscriber goes first, and only when it matches them —
+// removed is false, and nothing changed, when it does not (any more). (Such a
+// filter scans the collection on FerretDB: it serves rare removals only.)
+func (s *Store) removeSubscriber(ctx context.Context, sub *Subscriber, conditions ...bson.E) (removed bool, err error) {
+	deleteIt := func() (bool, error) {
+		res, err := s.db.Collection(colSubscribers).DeleteOne(ctx, append(bson.D{{Key: "_id", Value: sub.ID}}, conditions...))
+		if err != nil {
+			return false, unavailable("delete subscriber", err)
+		}
+		return res.DeletedCount > 0, nil
+	}
+	if len(conditions) > 0 {
+		if removed, err := deleteIt(); !removed || err != nil {
+			return false, err
 		}
 	}
-	if _, err := s.db.Collection(colAddresses).DeleteOne(ctx, bson.D{{Key: "_id", Value: claimID(tenant, sub.GroupID, sub.Email)}}); err != nil {
-		return unavailable("delete subscriber", err)
+	if sub.CRMRecord != nil {
+		if err := s.RemoveCRMLink(ctx, sub.Tenant, sub.GroupID, *sub.CRMRecord); err != nil {
+			return false, err
+		}
+	}
+	if _, err := s.db.Collection(colAddresses).DeleteOne(ctx, bson.D{{Key: "_id", Value: claimID(sub.Tenant, sub.GroupID, sub.Email)}}); err != nil {
+		return false, unavailable("delete subscriber", err)
 	}
 	// Its list memberships end, without the address; the CRM's side of them is
 	// removed by the engine (SubscriberMemberships), which then drops them.
-	if _, err := s.db.Collection(colListMembers).UpdateMany(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "subscriberId", Value: sub.ID}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "removedAt", Value: ts.DeletedAt}, {Key: "email", Value: ""}}}}); err != nil {
-		return unavailable("delete subscriber", err)
+	if _, err := s.db.Collection(colListMembers).UpdateMany(ctx, bson.D{{Key: "tenant", Value: sub.Tenant}, {Key: "subscriberId", Value: sub.ID}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "removedAt", Value: s.now().UTC()}, {Key: "email", Value: ""}}}}); err != nil {
+		return false, unavailable("delete subscriber", err)
 	}
-	if _, err := s.db.Collection(colSubscribers).DeleteOne(ctx, bson.D{{Key: "_id", Value: sub.ID}}); err != nil {
-		return unavailable("delete subscriber", err)
+	if len(conditions) == 0 {
+		return deleteIt()
 	}
-	return nil
+	return true, nil
 }
 
 // Unsubscribe marks a subscriber unsubscribed from its group, now, on the eMS side.

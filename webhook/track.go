@@ -60,7 +60,7 @@ func (t *Tracking) Open() http.Handler {
 		if !ok {
 			return
 		}
-		if err := t.record(r.Context(), m, store.ReactionOpen, ""); err != nil {
+		if err := t.record(r.Context(), m, store.ReactionOpen, "", nil); err != nil {
 			t.log(r).WarnContext(r.Context(), "open not recorded", slog.String("error", err.Error()))
 		}
 		w.Header().Set("Content-Type", "image/gif")
@@ -83,7 +83,7 @@ func (t *Tracking) Click() http.Handler {
 			return
 		}
 		url := cs.Links[link]
-		if err := t.record(r.Context(), m, store.ReactionClick, url); err != nil {
+		if err := t.record(r.Context(), m, store.ReactionClick, url, nil); err != nil {
 			t.log(r).WarnContext(r.Context(), "click not recorded", slog.String("error", err.Error()))
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -119,7 +119,7 @@ func (t *Tracking) Unsubscribe() http.Handler {
 		if done {
 			r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 			_ = r.ParseForm() // the one-click body is List-Unsubscribe=One-Click; nothing in it matters
-			if err := t.record(r.Context(), m, store.ReactionUnsubscribe, ""); err != nil {
+			if err := t.record(r.Context(), m, store.ReactionUnsubscribe, "", r); err != nil {
 				t.log(r).ErrorContext(r.Context(), "unsubscribe not recorded", slog.String("error", err.Error()))
 				writeError(w, http.StatusServiceUnavailable, "unavailable", "the unsubscribe could not be recorded now; try again")
 				return
@@ -165,12 +165,18 @@ func (t *Tracking) log(r *http.Request) *slog.Logger {
 }
 
 // record stores a reaction of a message's recipient as an inbox event; repeats
-// within the reaction window share the event's id and are stored once.
-func (t *Tracking) record(ctx context.Context, m *store.CampaignMessage, typ store.ReactionType, url string) error {
+// within the reaction window share the event's id and are stored once. A consent
+// change (an unsubscribe) passes its request, whose IP address and user agent the
+// consent ledger keeps.
+func (t *Tracking) record(ctx context.Context, m *store.CampaignMessage, typ store.ReactionType, url string, consent *http.Request) error {
 	now := t.g.cfg.Now().UTC()
-	body, err := json.Marshal(store.ReactionEvent{
+	re := store.ReactionEvent{
 		Type: string(typ), CampaignSendID: m.SendID, SubscriberID: m.SubscriberID, OccurredAt: now, URL: url, Message: m.ID,
-	})
+	}
+	if consent != nil {
+		re.IP, re.UserAgent = clientIP(consent), userAgent(consent)
+	}
+	body, err := json.Marshal(re)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,9 @@ type config struct {
 	// CampaignInterval is how often each instance looks for campaign sends to run
 	// (CRMSYNC_CAMPAIGN_INTERVAL).
 	CampaignInterval time.Duration
+	// FormRate is how many submissions one IP address may make to one sign-up
+	// form per minute (CRMSYNC_FORM_RATE).
+	FormRate int
 }
 
 // configError names the variable that is wrong, as the one line the process prints.
@@ -135,6 +139,11 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		}
 		*d.dst = v
 	}
+	rate, err := strconv.Atoi(cmp.Or(getenv("CRMSYNC_FORM_RATE"), "10"))
+	if err != nil || rate < 1 {
+		return nil, &configError{"CRMSYNC_FORM_RATE", "must be a whole number of submissions per minute, at least 1, such as 10"}
+	}
+	c.FormRate = rate
 	if c.SMTPURL != "" {
 		smtp, err := mail.ParseSMTPURL(c.SMTPURL)
 		if err != nil {

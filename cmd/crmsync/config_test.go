@@ -34,6 +34,8 @@ func TestLoadConfigNamesTheVariable(t *testing.T) {
 		{map[string]string{"CRMSYNC_SWEEP_INTERVAL": "often"}, "CRMSYNC_SWEEP_INTERVAL"},
 		{map[string]string{"CRMSYNC_SWEEP_INTERVAL": "1ms"}, "CRMSYNC_SWEEP_INTERVAL"},
 		{map[string]string{"CRMSYNC_JWT_JWKS_URL": "https://idp/jwks"}, "CRMSYNC_JWT_JWKS_URL"},
+		{map[string]string{"CRMSYNC_FORM_RATE": "0"}, "CRMSYNC_FORM_RATE"},
+		{map[string]string{"CRMSYNC_FORM_RATE": "ten"}, "CRMSYNC_FORM_RATE"},
 		{map[string]string{"CRMSYNC_ENV": "production"}, "CRMSYNC_JWT_SECRET"},
 		{map[string]string{"CRMSYNC_ENV": "production", "CRMSYNC_JWT_SECRET": strings.Repeat("s", 32)}, "CRMSYNC_SECRET_KEY"},
 	}

@@ -156,6 +156,29 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		}
 	}()
 
+	// Sign-up forms send their confirmation e-mails through SMTP; unconfirmed
+	// sign-ups expire under a job lease, on one instance at a time.
+	forms, err := engine.NewForms(engine.FormsConfig{
+		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Tokens: tokens, PublicURL: publicURL, Publisher: stream, SMTP: smtp, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	forms.Start(ctx)
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		if err := forms.Stop(stopCtx); err != nil {
+			logger.Warn("form expiry did not stop in time", slog.String("error", err.Error()))
+		}
+	}()
+	formRoutes, err := webhook.NewForms(webhook.FormsConfig{
+		Store: st, SignUps: forms, Limiter: queue.NewRateLimiter(rdb.Client, keys, cfg.FormRate, time.Minute), PublicURL: publicURL, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+
 	verifier, err := auth.NewVerifier(auth.Config{Secret: cfg.JWTSecret, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
 	if err != nil {
 		return err
@@ -184,6 +207,10 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("GET /t/o/{token}", tracking.Open())
 	mux.Handle("GET /t/c/{token}", tracking.Click())
 	mux.Handle("/u/{token}", tracking.Unsubscribe())
+	mux.Handle("POST /forms/{formId}", formRoutes.Submit())
+	mux.Handle("OPTIONS /forms/{formId}", formRoutes.Preflight())
+	mux.Handle("GET /forms/confirm", formRoutes.Confirm())
+	mux.Handle("GET /forms/thanks", formRoutes.Thanks())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns, Registrar: &engine.Registrar{Store: st, CRM: crm, PublicURL: publicURL},
 		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Logger: logger,

@@ -31,7 +31,11 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	CampaignSend() CampaignSendResolver
+	ConsentEvent() ConsentEventResolver
 	CrmConnection() CrmConnectionResolver
+	Form() FormResolver
+	FormEmail() FormEmailResolver
+	FormField() FormFieldResolver
 	IngestStats() IngestStatsResolver
 	LanguageMapping() LanguageMappingResolver
 	MarketingList() MarketingListResolver
@@ -41,6 +45,7 @@ type ResolverRoot interface {
 	Subscriber() SubscriberResolver
 	SubscriberGroup() SubscriberGroupResolver
 	Subscription() SubscriptionResolver
+	Suppressed() SuppressedResolver
 	SyncEvent() SyncEventResolver
 	SyncRun() SyncRunResolver
 }
@@ -117,6 +122,40 @@ type ComplexityRoot struct {
 		Ok        func(childComplexity int) int
 	}
 
+	ConsentEvent struct {
+		Action       func(childComplexity int) int
+		Actor        func(childComplexity int) int
+		At           func(childComplexity int) int
+		Detail       func(childComplexity int) int
+		Email        func(childComplexity int) int
+		FormID       func(childComplexity int) int
+		GroupID      func(childComplexity int) int
+		ID           func(childComplexity int) int
+		IP           func(childComplexity int) int
+		Source       func(childComplexity int) int
+		SubscriberID func(childComplexity int) int
+		TextVersion  func(childComplexity int) int
+		TokenID      func(childComplexity int) int
+		UserAgent    func(childComplexity int) int
+	}
+
+	ConsentEventConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	ConsentEventEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	ConsentExport struct {
+		Email       func(childComplexity int) int
+		Events      func(childComplexity int) int
+		Subscribers func(childComplexity int) int
+	}
+
 	CrmConnection struct {
 		Bidirectional     func(childComplexity int) int
 		CampaignSettings  func(childComplexity int) int
@@ -148,6 +187,53 @@ type ComplexityRoot struct {
 		LookupPath      func(childComplexity int) int
 		OptionLabels    func(childComplexity int) int
 		SubscriberField func(childComplexity int) int
+	}
+
+	Form struct {
+		AllowedOrigins    func(childComplexity int) int
+		Confirmation      func(childComplexity int) int
+		ConfirmedURL      func(childComplexity int) int
+		ConsentText       func(childComplexity int) int
+		ConsentVersion    func(childComplexity int) int
+		CreatedAt         func(childComplexity int) int
+		DoubleOptIn       func(childComplexity int) int
+		DoubleOptInStatus func(childComplexity int) int
+		Fields            func(childComplexity int) int
+		Group             func(childComplexity int) int
+		ID                func(childComplexity int) int
+		Name              func(childComplexity int) int
+		PendingHours      func(childComplexity int) int
+		RedirectURL       func(childComplexity int) int
+		SubmitURL         func(childComplexity int) int
+		UpdatedAt         func(childComplexity int) int
+	}
+
+	FormConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	FormEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	FormEmail struct {
+		HTMLBody    func(childComplexity int) int
+		SenderEmail func(childComplexity int) int
+		SenderName  func(childComplexity int) int
+		Subject     func(childComplexity int) int
+		TextBody    func(childComplexity int) int
+	}
+
+	FormField struct {
+		Label           func(childComplexity int) int
+		MaxLength       func(childComplexity int) int
+		Name            func(childComplexity int) int
+		Required        func(childComplexity int) int
+		SubscriberField func(childComplexity int) int
+		Type            func(childComplexity int) int
 	}
 
 	IgnoredField struct {
@@ -202,6 +288,7 @@ type ComplexityRoot struct {
 	Mutation struct {
 		CancelCampaignSend    func(childComplexity int, id string) int
 		CreateConnection      func(childComplexity int, input model.CreateConnectionInput) int
+		CreateForm            func(childComplexity int, input model.FormInput) int
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
 		DeleteSubscriber      func(childComplexity int, id string) int
 		DeleteSubscriberGroup func(childComplexity int, id string) int
@@ -218,6 +305,7 @@ type ComplexityRoot struct {
 		TestConnection        func(childComplexity int, id string) int
 		Unsubscribe           func(childComplexity int, subscriberID string) int
 		UpdateConnection      func(childComplexity int, id string, input model.UpdateConnectionInput) int
+		UpdateForm            func(childComplexity int, id string, input model.FormInput) int
 		UpsertSubscribers     func(childComplexity int, groupID string, subscribers []*model.SubscriberInput) int
 	}
 
@@ -231,6 +319,10 @@ type ComplexityRoot struct {
 		CampaignSends     func(childComplexity int, first *int, after *string) int
 		Connection        func(childComplexity int, id string) int
 		Connections       func(childComplexity int) int
+		ConsentExport     func(childComplexity int, email string) int
+		ConsentHistory    func(childComplexity int, subscriberID string, first *int, after *string) int
+		Form              func(childComplexity int, id string) int
+		Forms             func(childComplexity int, first *int, after *string) int
 		IngestStats       func(childComplexity int, connectionID string) int
 		MarketingList     func(childComplexity int, id string) int
 		MarketingLists    func(childComplexity int, connectionID string, first *int, after *string) int
@@ -238,6 +330,7 @@ type ComplexityRoot struct {
 		SubscriberByEmail func(childComplexity int, groupID string, email string) int
 		SubscriberGroup   func(childComplexity int, id string) int
 		SubscriberGroups  func(childComplexity int, first *int, after *string) int
+		Suppression       func(childComplexity int, connectionID string, first *int, after *string) int
 		SyncEvents        func(childComplexity int, recordID *string, status *model.SyncStatus, first *int, after *string) int
 		SyncRun           func(childComplexity int, id string) int
 		SyncRuns          func(childComplexity int, listID string, first *int, after *string) int
@@ -318,6 +411,24 @@ type ComplexityRoot struct {
 	Subscription struct {
 		CampaignSendProgress func(childComplexity int, id string) int
 		SyncEvents           func(childComplexity int, recordID *string) int
+	}
+
+	Suppressed struct {
+		At         func(childComplexity int) int
+		Email      func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		Subscriber func(childComplexity int) int
+	}
+
+	SuppressedConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SuppressedEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	SyncChange struct {
@@ -418,11 +529,41 @@ type CampaignSendResolver interface {
 	Excluded(ctx context.Context, obj *store.CampaignSend) (map[string]any, error)
 	Group(ctx context.Context, obj *store.CampaignSend) (*store.Group, error)
 }
+type ConsentEventResolver interface {
+	IP(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	UserAgent(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	FormID(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	TokenID(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	TextVersion(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	Actor(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	Detail(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	SubscriberID(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+	GroupID(ctx context.Context, obj *store.ConsentEvent) (*string, error)
+}
 type CrmConnectionResolver interface {
 	WebhookPath(ctx context.Context, obj *store.Connection) (string, error)
 	WebhookURL(ctx context.Context, obj *store.Connection) (string, error)
 
 	CampaignSettings(ctx context.Context, obj *store.Connection) (*model.CampaignSettings, error)
+}
+type FormResolver interface {
+	Group(ctx context.Context, obj *store.Form) (*store.Group, error)
+
+	RedirectURL(ctx context.Context, obj *store.Form) (*string, error)
+	ConfirmedURL(ctx context.Context, obj *store.Form) (*string, error)
+
+	ConsentText(ctx context.Context, obj *store.Form) (*string, error)
+	ConsentVersion(ctx context.Context, obj *store.Form) (*string, error)
+
+	SubmitURL(ctx context.Context, obj *store.Form) (string, error)
+}
+type FormEmailResolver interface {
+	HTMLBody(ctx context.Context, obj *store.FormEmail) (*string, error)
+	TextBody(ctx context.Context, obj *store.FormEmail) (*string, error)
+}
+type FormFieldResolver interface {
+	MaxLength(ctx context.Context, obj *store.FormField) (*int, error)
+	SubscriberField(ctx context.Context, obj *store.FormField) (*string, error)
 }
 type IngestStatsResolver interface {
 	LatencyP50Ms(ctx context.Context, obj *store.IngestStats) (float64, error)
@@ -447,6 +588,8 @@ type MutationResolver interface {
 	SendCampaign(ctx context.Context, input model.SendCampaignInput) (*store.CampaignSend, error)
 	CancelCampaignSend(ctx context.Context, id string) (*store.CampaignSend, error)
 	SetCampaignSettings(ctx context.Context, connectionID string, input model.CampaignSettingsInput) (*store.Connection, error)
+	CreateForm(ctx context.Context, input model.FormInput) (*store.Form, error)
+	UpdateForm(ctx context.Context, id string, input model.FormInput) (*store.Form, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
 	SetGroupCrmSync(ctx context.Context, groupID string, enabled bool) (*store.Group, error)
 	RenameSubscriberGroup(ctx context.Context, id string, name string) (*store.Group, error)
@@ -463,6 +606,11 @@ type QueryResolver interface {
 	Connections(ctx context.Context) ([]*store.Connection, error)
 	CampaignSend(ctx context.Context, id string) (*store.CampaignSend, error)
 	CampaignSends(ctx context.Context, first *int, after *string) (*model.CampaignSendConnection, error)
+	Form(ctx context.Context, id string) (*store.Form, error)
+	Forms(ctx context.Context, first *int, after *string) (*model.FormConnection, error)
+	ConsentHistory(ctx context.Context, subscriberID string, first *int, after *string) (*model.ConsentEventConnection, error)
+	ConsentExport(ctx context.Context, email string) (*model.ConsentExport, error)
+	Suppression(ctx context.Context, connectionID string, first *int, after *string) (*model.SuppressedConnection, error)
 	SubscriberGroup(ctx context.Context, id string) (*store.Group, error)
 	SubscriberGroups(ctx context.Context, first *int, after *string) (*model.SubscriberGroupConnection, error)
 	IngestStats(ctx context.Context, connectionID string) (*store.IngestStats, error)
@@ -494,6 +642,10 @@ type SubscriberGroupResolver interface {
 type SubscriptionResolver interface {
 	SyncEvents(ctx context.Context, recordID *string) (<-chan *store.InboxEvent, error)
 	CampaignSendProgress(ctx context.Context, id string) (<-chan *store.CampaignSend, error)
+}
+type SuppressedResolver interface {
+	At(ctx context.Context, obj *store.Suppressed) (*time.Time, error)
+	Subscriber(ctx context.Context, obj *store.Suppressed) (*store.Subscriber, error)
 }
 type SyncEventResolver interface {
 	At(ctx context.Context, obj *store.InboxEvent) (*time.Time, error)
@@ -816,6 +968,142 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.ConnectionTest.Ok(childComplexity), true
 
+	case "ConsentEvent.action":
+		if e.ComplexityRoot.ConsentEvent.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.Action(childComplexity), true
+	case "ConsentEvent.actor":
+		if e.ComplexityRoot.ConsentEvent.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.Actor(childComplexity), true
+	case "ConsentEvent.at":
+		if e.ComplexityRoot.ConsentEvent.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.At(childComplexity), true
+	case "ConsentEvent.detail":
+		if e.ComplexityRoot.ConsentEvent.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.Detail(childComplexity), true
+	case "ConsentEvent.email":
+		if e.ComplexityRoot.ConsentEvent.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.Email(childComplexity), true
+	case "ConsentEvent.formId":
+		if e.ComplexityRoot.ConsentEvent.FormID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.FormID(childComplexity), true
+	case "ConsentEvent.groupId":
+		if e.ComplexityRoot.ConsentEvent.GroupID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.GroupID(childComplexity), true
+	case "ConsentEvent.id":
+		if e.ComplexityRoot.ConsentEvent.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.ID(childComplexity), true
+	case "ConsentEvent.ip":
+		if e.ComplexityRoot.ConsentEvent.IP == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.IP(childComplexity), true
+	case "ConsentEvent.source":
+		if e.ComplexityRoot.ConsentEvent.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.Source(childComplexity), true
+	case "ConsentEvent.subscriberId":
+		if e.ComplexityRoot.ConsentEvent.SubscriberID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.SubscriberID(childComplexity), true
+	case "ConsentEvent.textVersion":
+		if e.ComplexityRoot.ConsentEvent.TextVersion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.TextVersion(childComplexity), true
+	case "ConsentEvent.tokenId":
+		if e.ComplexityRoot.ConsentEvent.TokenID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.TokenID(childComplexity), true
+	case "ConsentEvent.userAgent":
+		if e.ComplexityRoot.ConsentEvent.UserAgent == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEvent.UserAgent(childComplexity), true
+
+	case "ConsentEventConnection.edges":
+		if e.ComplexityRoot.ConsentEventConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEventConnection.Edges(childComplexity), true
+	case "ConsentEventConnection.pageInfo":
+		if e.ComplexityRoot.ConsentEventConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEventConnection.PageInfo(childComplexity), true
+	case "ConsentEventConnection.totalCount":
+		if e.ComplexityRoot.ConsentEventConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEventConnection.TotalCount(childComplexity), true
+
+	case "ConsentEventEdge.cursor":
+		if e.ComplexityRoot.ConsentEventEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEventEdge.Cursor(childComplexity), true
+	case "ConsentEventEdge.node":
+		if e.ComplexityRoot.ConsentEventEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentEventEdge.Node(childComplexity), true
+
+	case "ConsentExport.email":
+		if e.ComplexityRoot.ConsentExport.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentExport.Email(childComplexity), true
+	case "ConsentExport.events":
+		if e.ComplexityRoot.ConsentExport.Events == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentExport.Events(childComplexity), true
+	case "ConsentExport.subscribers":
+		if e.ComplexityRoot.ConsentExport.Subscribers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentExport.Subscribers(childComplexity), true
+
 	case "CrmConnection.bidirectional":
 		if e.ComplexityRoot.CrmConnection.Bidirectional == nil {
 			break
@@ -962,6 +1250,203 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.FieldMapping.SubscriberField(childComplexity), true
+
+	case "Form.allowedOrigins":
+		if e.ComplexityRoot.Form.AllowedOrigins == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.AllowedOrigins(childComplexity), true
+	case "Form.confirmation":
+		if e.ComplexityRoot.Form.Confirmation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.Confirmation(childComplexity), true
+	case "Form.confirmedUrl":
+		if e.ComplexityRoot.Form.ConfirmedURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.ConfirmedURL(childComplexity), true
+	case "Form.consentText":
+		if e.ComplexityRoot.Form.ConsentText == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.ConsentText(childComplexity), true
+	case "Form.consentVersion":
+		if e.ComplexityRoot.Form.ConsentVersion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.ConsentVersion(childComplexity), true
+	case "Form.createdAt":
+		if e.ComplexityRoot.Form.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.CreatedAt(childComplexity), true
+	case "Form.doubleOptIn":
+		if e.ComplexityRoot.Form.DoubleOptIn == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.DoubleOptIn(childComplexity), true
+	case "Form.doubleOptInStatus":
+		if e.ComplexityRoot.Form.DoubleOptInStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.DoubleOptInStatus(childComplexity), true
+	case "Form.fields":
+		if e.ComplexityRoot.Form.Fields == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.Fields(childComplexity), true
+	case "Form.group":
+		if e.ComplexityRoot.Form.Group == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.Group(childComplexity), true
+	case "Form.id":
+		if e.ComplexityRoot.Form.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.ID(childComplexity), true
+	case "Form.name":
+		if e.ComplexityRoot.Form.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.Name(childComplexity), true
+	case "Form.pendingHours":
+		if e.ComplexityRoot.Form.PendingHours == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.PendingHours(childComplexity), true
+	case "Form.redirectUrl":
+		if e.ComplexityRoot.Form.RedirectURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.RedirectURL(childComplexity), true
+	case "Form.submitUrl":
+		if e.ComplexityRoot.Form.SubmitURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.SubmitURL(childComplexity), true
+	case "Form.updatedAt":
+		if e.ComplexityRoot.Form.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Form.UpdatedAt(childComplexity), true
+
+	case "FormConnection.edges":
+		if e.ComplexityRoot.FormConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormConnection.Edges(childComplexity), true
+	case "FormConnection.pageInfo":
+		if e.ComplexityRoot.FormConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormConnection.PageInfo(childComplexity), true
+	case "FormConnection.totalCount":
+		if e.ComplexityRoot.FormConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormConnection.TotalCount(childComplexity), true
+
+	case "FormEdge.cursor":
+		if e.ComplexityRoot.FormEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormEdge.Cursor(childComplexity), true
+	case "FormEdge.node":
+		if e.ComplexityRoot.FormEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormEdge.Node(childComplexity), true
+
+	case "FormEmail.htmlBody":
+		if e.ComplexityRoot.FormEmail.HTMLBody == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormEmail.HTMLBody(childComplexity), true
+	case "FormEmail.senderEmail":
+		if e.ComplexityRoot.FormEmail.SenderEmail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormEmail.SenderEmail(childComplexity), true
+	case "FormEmail.senderName":
+		if e.ComplexityRoot.FormEmail.SenderName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormEmail.SenderName(childComplexity), true
+	case "FormEmail.subject":
+		if e.ComplexityRoot.FormEmail.Subject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormEmail.Subject(childComplexity), true
+	case "FormEmail.textBody":
+		if e.ComplexityRoot.FormEmail.TextBody == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormEmail.TextBody(childComplexity), true
+
+	case "FormField.label":
+		if e.ComplexityRoot.FormField.Label == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormField.Label(childComplexity), true
+	case "FormField.maxLength":
+		if e.ComplexityRoot.FormField.MaxLength == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormField.MaxLength(childComplexity), true
+	case "FormField.name":
+		if e.ComplexityRoot.FormField.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormField.Name(childComplexity), true
+	case "FormField.required":
+		if e.ComplexityRoot.FormField.Required == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormField.Required(childComplexity), true
+	case "FormField.subscriberField":
+		if e.ComplexityRoot.FormField.SubscriberField == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormField.SubscriberField(childComplexity), true
+	case "FormField.type":
+		if e.ComplexityRoot.FormField.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FormField.Type(childComplexity), true
 
 	case "IgnoredField.email":
 		if e.ComplexityRoot.IgnoredField.Email == nil {
@@ -1177,6 +1662,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateConnection(childComplexity, args["input"].(model.CreateConnectionInput)), true
+	case "Mutation.createForm":
+		if e.ComplexityRoot.Mutation.CreateForm == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createForm_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateForm(childComplexity, args["input"].(model.FormInput)), true
 	case "Mutation.createSubscriberGroup":
 		if e.ComplexityRoot.Mutation.CreateSubscriberGroup == nil {
 			break
@@ -1353,6 +1849,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateConnection(childComplexity, args["id"].(string), args["input"].(model.UpdateConnectionInput)), true
+	case "Mutation.updateForm":
+		if e.ComplexityRoot.Mutation.UpdateForm == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateForm_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateForm(childComplexity, args["id"].(string), args["input"].(model.FormInput)), true
 	case "Mutation.upsertSubscribers":
 		if e.ComplexityRoot.Mutation.UpsertSubscribers == nil {
 			break
@@ -1417,6 +1924,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Connections(childComplexity), true
+	case "Query.consentExport":
+		if e.ComplexityRoot.Query.ConsentExport == nil {
+			break
+		}
+
+		args, err := ec.field_Query_consentExport_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ConsentExport(childComplexity, args["email"].(string)), true
+	case "Query.consentHistory":
+		if e.ComplexityRoot.Query.ConsentHistory == nil {
+			break
+		}
+
+		args, err := ec.field_Query_consentHistory_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ConsentHistory(childComplexity, args["subscriberId"].(string), args["first"].(*int), args["after"].(*string)), true
+	case "Query.form":
+		if e.ComplexityRoot.Query.Form == nil {
+			break
+		}
+
+		args, err := ec.field_Query_form_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Form(childComplexity, args["id"].(string)), true
+	case "Query.forms":
+		if e.ComplexityRoot.Query.Forms == nil {
+			break
+		}
+
+		args, err := ec.field_Query_forms_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Forms(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Query.ingestStats":
 		if e.ComplexityRoot.Query.IngestStats == nil {
 			break
@@ -1495,6 +2046,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SubscriberGroups(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.suppression":
+		if e.ComplexityRoot.Query.Suppression == nil {
+			break
+		}
+
+		args, err := ec.field_Query_suppression_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Suppression(childComplexity, args["connectionId"].(string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.syncEvents":
 		if e.ComplexityRoot.Query.SyncEvents == nil {
 			break
@@ -1818,6 +2380,63 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.SyncEvents(childComplexity, args["recordId"].(*string)), true
+
+	case "Suppressed.at":
+		if e.ComplexityRoot.Suppressed.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Suppressed.At(childComplexity), true
+	case "Suppressed.email":
+		if e.ComplexityRoot.Suppressed.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Suppressed.Email(childComplexity), true
+	case "Suppressed.reason":
+		if e.ComplexityRoot.Suppressed.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Suppressed.Reason(childComplexity), true
+	case "Suppressed.subscriber":
+		if e.ComplexityRoot.Suppressed.Subscriber == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Suppressed.Subscriber(childComplexity), true
+
+	case "SuppressedConnection.edges":
+		if e.ComplexityRoot.SuppressedConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SuppressedConnection.Edges(childComplexity), true
+	case "SuppressedConnection.pageInfo":
+		if e.ComplexityRoot.SuppressedConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SuppressedConnection.PageInfo(childComplexity), true
+	case "SuppressedConnection.totalCount":
+		if e.ComplexityRoot.SuppressedConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SuppressedConnection.TotalCount(childComplexity), true
+
+	case "SuppressedEdge.cursor":
+		if e.ComplexityRoot.SuppressedEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SuppressedEdge.Cursor(childComplexity), true
+	case "SuppressedEdge.node":
+		if e.ComplexityRoot.SuppressedEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SuppressedEdge.Node(childComplexity), true
 
 	case "SyncChange.action":
 		if e.ComplexityRoot.SyncChange.Action == nil {
@@ -2148,6 +2767,9 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateConnectionInput", ec.unmarshalInputCreateConnectionInput),
 			graphql.NewInputUnmarshaler("CreateSubscriberGroupInput", ec.unmarshalInputCreateSubscriberGroupInput),
 			graphql.NewInputUnmarshaler("FieldMappingInput", ec.unmarshalInputFieldMappingInput),
+			graphql.NewInputUnmarshaler("FormEmailInput", ec.unmarshalInputFormEmailInput),
+			graphql.NewInputUnmarshaler("FormFieldInput", ec.unmarshalInputFormFieldInput),
+			graphql.NewInputUnmarshaler("FormInput", ec.unmarshalInputFormInput),
 			graphql.NewInputUnmarshaler("LanguageMappingInput", ec.unmarshalInputLanguageMappingInput),
 			graphql.NewInputUnmarshaler("ListScheduleInput", ec.unmarshalInputListScheduleInput),
 			graphql.NewInputUnmarshaler("SendCampaignInput", ec.unmarshalInputSendCampaignInput),
@@ -2550,6 +3172,241 @@ type Mutation {
   registerWebhooks(connectionId: ID!, dryRun: Boolean = false): WebhookRegistration! @hasRole(role: ADMIN)
 }
 `, BuiltIn: false},
+	{Name: "../../schema/form.graphqls", Input: `# Sign-up forms with double opt-in, and the consent ledger behind them: what each
+# address agreed to (or withdrew), when and how, and the addresses that sends leave out.
+
+"How a form field is entered and checked."
+enum FormFieldType {
+  "Free text, up to maxLength characters."
+  TEXT
+  "An e-mail address, checked and lower-cased."
+  EMAIL
+  "A box that is ticked or not; a required one must be ticked."
+  CHECKBOX
+}
+
+"What happened to an address's consent."
+enum ConsentAction {
+  "A form sign-up that waits for its double opt-in confirmation."
+  REQUESTED
+  "The address confirmed through its confirmation link."
+  CONFIRMED
+  "Subscribed without a confirmation step (a form without double opt-in, the CRM, an operator)."
+  SUBSCRIBED
+  UNSUBSCRIBED
+  "A confirmation that was not given within the form's pendingHours."
+  EXPIRED
+  "The address bounced hard (or too often soft) and is not mailed any more."
+  BOUNCED
+  "The recipient marked a message as spam."
+  COMPLAINED
+}
+
+"Where a consent event came from."
+enum ConsentSource {
+  "A public sign-up form (POST /forms/{formId})."
+  FORM
+  "A double opt-in confirmation link."
+  CONFIRMATION
+  "The one-click unsubscribe link of a campaign message."
+  UNSUBSCRIBE_LINK
+  "A change in the CRM (cs_subscription, donotbulkemail, donotemail)."
+  CRM
+  "A reaction reported by the sending engine (bounce, complaint, unsubscribe)."
+  REACTION
+  "A person using the API (the actor names them)."
+  OPERATOR
+}
+
+"A public sign-up form: browsers post it to submitUrl, and it adds the address to its group."
+type Form {
+  id: ID!
+  name: String!
+  "The group the form adds subscribers to."
+  group: SubscriberGroup!
+  "The fields in the order the form shows them."
+  fields: [FormField!]!
+  "Whether a new subscriber must confirm through a link in the confirmation e-mail before anything is sent to them (or to the CRM)."
+  doubleOptIn: Boolean!
+  "The doubleOptInStatus a subscriber gets when the form subscribes them without a confirmation step: UNKNOWN or EXTERNALLY_DOCUMENTED."
+  doubleOptInStatus: DoubleOptInStatus!
+  "The e-mail that asks for the confirmation; always set with double opt-in."
+  confirmation: FormEmail
+  "Where the browser goes after a submission; null: a plain confirmation page."
+  redirectUrl: String
+  "Where the browser goes after a confirmation link; null: a plain confirmation page."
+  confirmedUrl: String
+  "The origins (scheme://host[:port], lower-case) whose pages may post the form from a script (CORS); empty: no cross-origin script, only plain HTML form posts."
+  allowedOrigins: [String!]!
+  "The consent wording the form shows; each sign-up records its version in the consent ledger."
+  consentText: String
+  "The version of consentText: as given, else sha256:<first 12 hex digits of the text>."
+  consentVersion: String
+  "How long an unconfirmed sign-up waits for its confirmation before it expires."
+  pendingHours: Int!
+  "Where the form is posted: <public URL>/forms/<id>."
+  submitUrl: String!
+  createdAt: Time!
+  updatedAt: Time!
+}
+
+"One field of a form."
+type FormField {
+  "The name the form posts the value under."
+  name: String!
+  "What the form shows beside the field; empty when not set."
+  label: String!
+  type: FormFieldType!
+  required: Boolean!
+  "The most characters the value may have; null: the default, 500."
+  maxLength: Int
+  "Where the value is stored: email, language or fields.<name>; null: nowhere (a consent checkbox, say)."
+  subscriberField: String
+}
+
+"""
+The e-mail of a double opt-in form that asks for the confirmation. Subject and bodies
+take {{confirmUrl}}, {{email}} and {{fields.<name>}}; a body without {{confirmUrl}}
+gets the link appended.
+"""
+type FormEmail {
+  subject: String!
+  htmlBody: String
+  textBody: String
+  "Empty: the address alone."
+  senderName: String!
+  senderEmail: String!
+}
+
+type FormConnection { edges: [FormEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type FormEdge { cursor: String! node: Form! }
+
+"A form's settings, all of them: updateForm replaces what was there, so omitted optional fields are cleared."
+input FormInput {
+  "A group of the caller's tenant."
+  groupId: ID!
+  name: String!
+  "1 to 50 fields, one of them the EMAIL field that fills the subscriber's email."
+  fields: [FormFieldInput!]!
+  doubleOptIn: Boolean!
+  "UNKNOWN (the default) or EXTERNALLY_DOCUMENTED; PENDING and CONFIRMED come from the double opt-in itself."
+  doubleOptInStatus: DoubleOptInStatus
+  "Required with double opt-in."
+  confirmation: FormEmailInput
+  "http(s) URLs of at most 2000 characters."
+  redirectUrl: String
+  confirmedUrl: String
+  "At most 20 origins such as https://shop.example: scheme and host (with port), no path."
+  allowedOrigins: [String!]
+  "Up to 10,000 characters."
+  consentText: String
+  "Up to 100 characters; omitted with a consentText: derived from the text."
+  consentVersion: String
+  "1 to 720; omitted or 0: 72."
+  pendingHours: Int
+}
+
+input FormFieldInput {
+  "Unique in the form: a letter, then up to 63 letters, digits, _ or -; not \"website\", the hidden field that keeps bots out."
+  name: String!
+  "Up to 200 characters."
+  label: String
+  type: FormFieldType!
+  "The field that fills email is always required."
+  required: Boolean = false
+  "0 to 10,000; omitted or 0: 500."
+  maxLength: Int
+  "email (an EMAIL field; exactly one field fills it), language (a TEXT field), fields.<name>, or omitted; each at most once."
+  subscriberField: String
+}
+
+input FormEmailInput {
+  "One line of up to 200 characters."
+  subject: String!
+  "An HTML or a text body (or both), each up to 100 KiB."
+  htmlBody: String
+  textBody: String
+  senderName: String
+  senderEmail: String!
+}
+
+"""
+One entry of the consent ledger. Entries are never changed, so consent can be proven
+later; only deleting the subscriber erases their address, IP address and user agent.
+"""
+type ConsentEvent {
+  id: ID!
+  action: ConsentAction!
+  source: ConsentSource!
+  at: Time!
+  "The address as it was when the event happened; empty once the subscriber is deleted."
+  email: String!
+  "The client's IP address and user agent (FORM, CONFIRMATION, UNSUBSCRIBE_LINK)."
+  ip: String
+  userAgent: String
+  formId: ID
+  "The id of the link that carried the change: a confirmation token, or the campaign message of an unsubscribe link."
+  tokenId: String
+  "The consentVersion of the form's wording that was agreed to."
+  textVersion: String
+  "Who made the change, when a person did: an operator's token subject, a CRM user id."
+  actor: String
+  detail: String
+  "Null when the event is of no subscriber (any more)."
+  subscriberId: ID
+  groupId: ID
+}
+
+type ConsentEventConnection { edges: [ConsentEventEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type ConsentEventEdge { cursor: String! node: ConsentEvent! }
+
+"What crmsync holds of one e-mail address in the caller's tenant, for a data-access request."
+type ConsentExport {
+  "The address, trimmed and lower-cased."
+  email: String!
+  "Every consent event of the address, oldest first."
+  events: [ConsentEvent!]!
+  "The subscribers with this address, one per group."
+  subscribers: [Subscriber!]!
+}
+
+"An address that campaign sends leave out, and why."
+type Suppressed {
+  email: String!
+  "UNSUBSCRIBED, BOUNCED or COMPLAINED."
+  reason: ConsentAction!
+  "When it happened: from the subscriber's latest consent event that explains it, else when its state last changed; null when unknown."
+  at: Time
+  "Null when the subscriber has been deleted since."
+  subscriber: Subscriber
+}
+
+type SuppressedConnection { edges: [SuppressedEdge!]! pageInfo: PageInfo! totalCount: Int! }
+type SuppressedEdge { cursor: String! node: Suppressed! }
+
+extend type Query {
+  form(id: ID!): Form @hasRole(role: VIEWER)
+  "The tenant's forms in id order."
+  forms(first: Int = 50, after: String): FormConnection! @hasRole(role: VIEWER)
+  "A subscriber's consent events, oldest first; an unknown subscriber (another tenant's, or one deleted since) is NOT_FOUND."
+  consentHistory(subscriberId: ID!, first: Int = 50, after: String): ConsentEventConnection! @hasRole(role: VIEWER)
+  """
+  Everything about consent crmsync holds of an address in the caller's tenant (a
+  data-access request). An address it does not know answers empty lists; one that is
+  not an e-mail address is BAD_USER_INPUT.
+  """
+  consentExport(email: String!): ConsentExport! @hasRole(role: ADMIN)
+  "The subscribers of the connection's groups that sends leave out (unsubscribed, or an invalid address), in id order."
+  suppression(connectionId: ID!, first: Int = 50, after: String): SuppressedConnection! @hasRole(role: VIEWER)
+}
+
+extend type Mutation {
+  "Bad input is BAD_USER_INPUT naming the field (fields[1].name, confirmation.subject …)."
+  createForm(input: FormInput!): Form! @hasRole(role: EDITOR)
+  "Replaces the form's settings with input; the form keeps its id and submitUrl."
+  updateForm(id: ID!, input: FormInput!): Form! @hasRole(role: EDITOR)
+}
+`, BuiltIn: false},
 	{Name: "../../schema/group.graphqls", Input: `# Subscriber groups and the marketing lists linked to them.
 
 type SubscriberGroup {
@@ -2892,6 +3749,74 @@ func (ec *executionContext) childFields_ConnectionTest(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type ConnectionTest", field.Name)
 }
 
+func (ec *executionContext) childFields_ConsentEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ConsentEvent_id(ctx, field)
+	case "action":
+		return ec.fieldContext_ConsentEvent_action(ctx, field)
+	case "source":
+		return ec.fieldContext_ConsentEvent_source(ctx, field)
+	case "at":
+		return ec.fieldContext_ConsentEvent_at(ctx, field)
+	case "email":
+		return ec.fieldContext_ConsentEvent_email(ctx, field)
+	case "ip":
+		return ec.fieldContext_ConsentEvent_ip(ctx, field)
+	case "userAgent":
+		return ec.fieldContext_ConsentEvent_userAgent(ctx, field)
+	case "formId":
+		return ec.fieldContext_ConsentEvent_formId(ctx, field)
+	case "tokenId":
+		return ec.fieldContext_ConsentEvent_tokenId(ctx, field)
+	case "textVersion":
+		return ec.fieldContext_ConsentEvent_textVersion(ctx, field)
+	case "actor":
+		return ec.fieldContext_ConsentEvent_actor(ctx, field)
+	case "detail":
+		return ec.fieldContext_ConsentEvent_detail(ctx, field)
+	case "subscriberId":
+		return ec.fieldContext_ConsentEvent_subscriberId(ctx, field)
+	case "groupId":
+		return ec.fieldContext_ConsentEvent_groupId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConsentEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_ConsentEventConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_ConsentEventConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ConsentEventConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_ConsentEventConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConsentEventConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ConsentEventEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_ConsentEventEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_ConsentEventEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConsentEventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_ConsentExport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "email":
+		return ec.fieldContext_ConsentExport_email(ctx, field)
+	case "events":
+		return ec.fieldContext_ConsentExport_events(ctx, field)
+	case "subscribers":
+		return ec.fieldContext_ConsentExport_subscribers(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConsentExport", field.Name)
+}
+
 func (ec *executionContext) childFields_CrmConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2956,6 +3881,100 @@ func (ec *executionContext) childFields_FieldMapping(ctx context.Context, field 
 		return ec.fieldContext_FieldMapping_optionLabels(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type FieldMapping", field.Name)
+}
+
+func (ec *executionContext) childFields_Form(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Form_id(ctx, field)
+	case "name":
+		return ec.fieldContext_Form_name(ctx, field)
+	case "group":
+		return ec.fieldContext_Form_group(ctx, field)
+	case "fields":
+		return ec.fieldContext_Form_fields(ctx, field)
+	case "doubleOptIn":
+		return ec.fieldContext_Form_doubleOptIn(ctx, field)
+	case "doubleOptInStatus":
+		return ec.fieldContext_Form_doubleOptInStatus(ctx, field)
+	case "confirmation":
+		return ec.fieldContext_Form_confirmation(ctx, field)
+	case "redirectUrl":
+		return ec.fieldContext_Form_redirectUrl(ctx, field)
+	case "confirmedUrl":
+		return ec.fieldContext_Form_confirmedUrl(ctx, field)
+	case "allowedOrigins":
+		return ec.fieldContext_Form_allowedOrigins(ctx, field)
+	case "consentText":
+		return ec.fieldContext_Form_consentText(ctx, field)
+	case "consentVersion":
+		return ec.fieldContext_Form_consentVersion(ctx, field)
+	case "pendingHours":
+		return ec.fieldContext_Form_pendingHours(ctx, field)
+	case "submitUrl":
+		return ec.fieldContext_Form_submitUrl(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Form_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Form_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Form", field.Name)
+}
+
+func (ec *executionContext) childFields_FormConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_FormConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_FormConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_FormConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FormConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_FormEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_FormEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_FormEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FormEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_FormEmail(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "subject":
+		return ec.fieldContext_FormEmail_subject(ctx, field)
+	case "htmlBody":
+		return ec.fieldContext_FormEmail_htmlBody(ctx, field)
+	case "textBody":
+		return ec.fieldContext_FormEmail_textBody(ctx, field)
+	case "senderName":
+		return ec.fieldContext_FormEmail_senderName(ctx, field)
+	case "senderEmail":
+		return ec.fieldContext_FormEmail_senderEmail(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FormEmail", field.Name)
+}
+
+func (ec *executionContext) childFields_FormField(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_FormField_name(ctx, field)
+	case "label":
+		return ec.fieldContext_FormField_label(ctx, field)
+	case "type":
+		return ec.fieldContext_FormField_type(ctx, field)
+	case "required":
+		return ec.fieldContext_FormField_required(ctx, field)
+	case "maxLength":
+		return ec.fieldContext_FormField_maxLength(ctx, field)
+	case "subscriberField":
+		return ec.fieldContext_FormField_subscriberField(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FormField", field.Name)
 }
 
 func (ec *executionContext) childFields_IgnoredField(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3208,6 +4227,42 @@ func (ec *executionContext) childFields_SubscriberGroupEdge(ctx context.Context,
 		return ec.fieldContext_SubscriberGroupEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SubscriberGroupEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_Suppressed(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "email":
+		return ec.fieldContext_Suppressed_email(ctx, field)
+	case "reason":
+		return ec.fieldContext_Suppressed_reason(ctx, field)
+	case "at":
+		return ec.fieldContext_Suppressed_at(ctx, field)
+	case "subscriber":
+		return ec.fieldContext_Suppressed_subscriber(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Suppressed", field.Name)
+}
+
+func (ec *executionContext) childFields_SuppressedConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SuppressedConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SuppressedConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SuppressedConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SuppressedConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SuppressedEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SuppressedEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SuppressedEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SuppressedEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_SyncChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3564,6 +4619,20 @@ func (ec *executionContext) field_Mutation_createConnection_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createForm_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.FormInput, error) {
+			return ec.unmarshalNFormInput2crmsyncᚋgraphᚋmodelᚐFormInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createSubscriberGroup_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3868,6 +4937,28 @@ func (ec *executionContext) field_Mutation_updateConnection_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_updateForm_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.FormInput, error) {
+			return ec.unmarshalNFormInput2crmsyncᚋgraphᚋmodelᚐFormInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_upsertSubscribers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3951,6 +5042,86 @@ func (ec *executionContext) field_Query_connection_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_consentExport_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "email",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["email"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_consentHistory_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "subscriberId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["subscriberId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_form_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_forms_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -4081,6 +5252,36 @@ func (ec *executionContext) field_Query_subscriber_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_suppression_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
 	return args, nil
 }
 
@@ -5445,6 +6646,557 @@ func (ec *executionContext) fieldContext_ConnectionTest_latencyMs(_ context.Cont
 	return graphql.NewScalarFieldContext("ConnectionTest", field, false, false, "Int")
 }
 
+func (ec *executionContext) _ConsentEvent_id(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ConsentEvent_action(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.ConsentAction) graphql.Marshaler {
+			return ec.marshalNConsentAction2crmsyncᚋstoreᚐConsentAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, false, false, "ConsentAction")
+}
+
+func (ec *executionContext) _ConsentEvent_source(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.ConsentSource) graphql.Marshaler {
+			return ec.marshalNConsentSource2crmsyncᚋstoreᚐConsentSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, false, false, "ConsentSource")
+}
+
+func (ec *executionContext) _ConsentEvent_at(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ConsentEvent_email(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_email(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Email, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConsentEvent_ip(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_ip(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().IP(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_ip(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConsentEvent_userAgent(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_userAgent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().UserAgent(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_userAgent(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConsentEvent_formId(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_formId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().FormID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_formId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "ID")
+}
+
+func (ec *executionContext) _ConsentEvent_tokenId(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_tokenId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().TokenID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_tokenId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConsentEvent_textVersion(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_textVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().TextVersion(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_textVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConsentEvent_actor(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().Actor(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConsentEvent_detail(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().Detail(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConsentEvent_subscriberId(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_subscriberId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().SubscriberID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_subscriberId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "ID")
+}
+
+func (ec *executionContext) _ConsentEvent_groupId(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEvent_groupId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConsentEvent().GroupID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEvent_groupId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEvent", field, true, true, "ID")
+}
+
+func (ec *executionContext) _ConsentEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEventConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ConsentEventEdge) graphql.Marshaler {
+			return ec.marshalNConsentEventEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐConsentEventEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEventConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsentEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentEventEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ConsentEventConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEventConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEventConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsentEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ConsentEventConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEventConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEventConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEventConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ConsentEventEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEventEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEventEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentEventEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConsentEventEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.ConsentEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentEventEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.ConsentEvent) graphql.Marshaler {
+			return ec.marshalNConsentEvent2ᚖcrmsyncᚋstoreᚐConsentEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentEventEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsentEventEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ConsentExport_email(ctx context.Context, field graphql.CollectedField, obj *model.ConsentExport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentExport_email(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Email, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentExport_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConsentExport", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConsentExport_events(ctx context.Context, field graphql.CollectedField, obj *model.ConsentExport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentExport_events(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Events, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*store.ConsentEvent) graphql.Marshaler {
+			return ec.marshalNConsentEvent2ᚕᚖcrmsyncᚋstoreᚐConsentEventᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentExport_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsentExport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ConsentExport_subscribers(ctx context.Context, field graphql.CollectedField, obj *model.ConsentExport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentExport_subscribers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subscribers, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*store.Subscriber) graphql.Marshaler {
+			return ec.marshalNSubscriber2ᚕᚖcrmsyncᚋstoreᚐSubscriberᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentExport_subscribers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsentExport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Subscriber(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CrmConnection_id(ctx context.Context, field graphql.CollectedField, obj *store.Connection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6031,6 +7783,796 @@ func (ec *executionContext) _FieldMapping_optionLabels(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_FieldMapping_optionLabels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("FieldMapping", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _Form_id(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Form_name(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "String")
+}
+
+func (ec *executionContext) _Form_group(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_group(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Form().Group(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Group) graphql.Marshaler {
+			return ec.marshalNSubscriberGroup2ᚖcrmsyncᚋstoreᚐGroup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_group(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Form",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SubscriberGroup(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Form_fields(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_fields(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Fields, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []store.FormField) graphql.Marshaler {
+			return ec.marshalNFormField2ᚕcrmsyncᚋstoreᚐFormFieldᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_fields(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Form",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FormField(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Form_doubleOptIn(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_doubleOptIn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DoubleOptIn, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_doubleOptIn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Form_doubleOptInStatus(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_doubleOptInStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DoubleOptInStatus, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.DoubleOptInStatus) graphql.Marshaler {
+			return ec.marshalNDoubleOptInStatus2crmsyncᚋstoreᚐDoubleOptInStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_doubleOptInStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "DoubleOptInStatus")
+}
+
+func (ec *executionContext) _Form_confirmation(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_confirmation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Confirmation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.FormEmail) graphql.Marshaler {
+			return ec.marshalOFormEmail2ᚖcrmsyncᚋstoreᚐFormEmail(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Form_confirmation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Form",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FormEmail(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Form_redirectUrl(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_redirectUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Form().RedirectURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Form_redirectUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, true, true, "String")
+}
+
+func (ec *executionContext) _Form_confirmedUrl(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_confirmedUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Form().ConfirmedURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Form_confirmedUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, true, true, "String")
+}
+
+func (ec *executionContext) _Form_allowedOrigins(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_allowedOrigins(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AllowedOrigins, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_allowedOrigins(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "String")
+}
+
+func (ec *executionContext) _Form_consentText(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_consentText(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Form().ConsentText(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Form_consentText(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, true, true, "String")
+}
+
+func (ec *executionContext) _Form_consentVersion(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_consentVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Form().ConsentVersion(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Form_consentVersion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, true, true, "String")
+}
+
+func (ec *executionContext) _Form_pendingHours(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_pendingHours(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PendingHours, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_pendingHours(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Form_submitUrl(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_submitUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Form().SubmitURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_submitUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, true, true, "String")
+}
+
+func (ec *executionContext) _Form_createdAt(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Form_updatedAt(ctx context.Context, field graphql.CollectedField, obj *store.Form) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Form_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Form_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Form", field, false, false, "Time")
+}
+
+func (ec *executionContext) _FormConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.FormConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.FormEdge) graphql.Marshaler {
+			return ec.marshalNFormEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐFormEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "FormConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FormEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _FormConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.FormConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "FormConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _FormConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.FormConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _FormEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.FormEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _FormEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.FormEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Form) graphql.Marshaler {
+			return ec.marshalNForm2ᚖcrmsyncᚋstoreᚐForm(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "FormEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Form(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _FormEmail_subject(ctx context.Context, field graphql.CollectedField, obj *store.FormEmail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormEmail_subject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormEmail_subject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormEmail", field, false, false, "String")
+}
+
+func (ec *executionContext) _FormEmail_htmlBody(ctx context.Context, field graphql.CollectedField, obj *store.FormEmail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormEmail_htmlBody(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.FormEmail().HTMLBody(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FormEmail_htmlBody(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormEmail", field, true, true, "String")
+}
+
+func (ec *executionContext) _FormEmail_textBody(ctx context.Context, field graphql.CollectedField, obj *store.FormEmail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormEmail_textBody(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.FormEmail().TextBody(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FormEmail_textBody(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormEmail", field, true, true, "String")
+}
+
+func (ec *executionContext) _FormEmail_senderName(ctx context.Context, field graphql.CollectedField, obj *store.FormEmail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormEmail_senderName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SenderName, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormEmail_senderName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormEmail", field, false, false, "String")
+}
+
+func (ec *executionContext) _FormEmail_senderEmail(ctx context.Context, field graphql.CollectedField, obj *store.FormEmail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormEmail_senderEmail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SenderEmail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormEmail_senderEmail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormEmail", field, false, false, "String")
+}
+
+func (ec *executionContext) _FormField_name(ctx context.Context, field graphql.CollectedField, obj *store.FormField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormField_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormField_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormField", field, false, false, "String")
+}
+
+func (ec *executionContext) _FormField_label(ctx context.Context, field graphql.CollectedField, obj *store.FormField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormField_label(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Label, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormField_label(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormField", field, false, false, "String")
+}
+
+func (ec *executionContext) _FormField_type(ctx context.Context, field graphql.CollectedField, obj *store.FormField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormField_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.FieldType) graphql.Marshaler {
+			return ec.marshalNFormFieldType2crmsyncᚋstoreᚐFieldType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormField_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormField", field, false, false, "FormFieldType")
+}
+
+func (ec *executionContext) _FormField_required(ctx context.Context, field graphql.CollectedField, obj *store.FormField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormField_required(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Required, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FormField_required(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormField", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _FormField_maxLength(ctx context.Context, field graphql.CollectedField, obj *store.FormField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormField_maxLength(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.FormField().MaxLength(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FormField_maxLength(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormField", field, true, true, "Int")
+}
+
+func (ec *executionContext) _FormField_subscriberField(ctx context.Context, field graphql.CollectedField, obj *store.FormField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FormField_subscriberField(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.FormField().SubscriberField(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FormField_subscriberField(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FormField", field, true, true, "String")
 }
 
 func (ec *executionContext) _IgnoredField_email(ctx context.Context, field graphql.CollectedField, obj *store.IgnoredField) (ret graphql.Marshaler) {
@@ -7340,6 +9882,130 @@ func (ec *executionContext) fieldContext_Mutation_setCampaignSettings(ctx contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createForm(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createForm(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateForm(ctx, fc.Args["input"].(model.FormInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.Form
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Form
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Form) graphql.Marshaler {
+			return ec.marshalNForm2ᚖcrmsyncᚋstoreᚐForm(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createForm(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Form(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createForm_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateForm(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateForm(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateForm(ctx, fc.Args["id"].(string), fc.Args["input"].(model.FormInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal *store.Form
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Form
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Form) graphql.Marshaler {
+			return ec.marshalNForm2ᚖcrmsyncᚋstoreᚐForm(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateForm(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Form(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateForm_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createSubscriberGroup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8236,6 +10902,316 @@ func (ec *executionContext) fieldContext_Query_campaignSends(ctx context.Context
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_campaignSends_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_form(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_form(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Form(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *store.Form
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *store.Form
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Form) graphql.Marshaler {
+			return ec.marshalOForm2ᚖcrmsyncᚋstoreᚐForm(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_form(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Form(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_form_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_forms(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_forms(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Forms(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.FormConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.FormConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.FormConnection) graphql.Marshaler {
+			return ec.marshalNFormConnection2ᚖcrmsyncᚋgraphᚋmodelᚐFormConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_forms(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FormConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_forms_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_consentHistory(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_consentHistory(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ConsentHistory(ctx, fc.Args["subscriberId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.ConsentEventConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.ConsentEventConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConsentEventConnection) graphql.Marshaler {
+			return ec.marshalNConsentEventConnection2ᚖcrmsyncᚋgraphᚋmodelᚐConsentEventConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_consentHistory(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentEventConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_consentHistory_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_consentExport(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_consentExport(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ConsentExport(ctx, fc.Args["email"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "ADMIN")
+				if err != nil {
+					var zeroVal *model.ConsentExport
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.ConsentExport
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConsentExport) graphql.Marshaler {
+			return ec.marshalNConsentExport2ᚖcrmsyncᚋgraphᚋmodelᚐConsentExport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_consentExport(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentExport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_consentExport_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_suppression(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_suppression(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Suppression(ctx, fc.Args["connectionId"].(string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.SuppressedConnection
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.SuppressedConnection
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SuppressedConnection) graphql.Marshaler {
+			return ec.marshalNSuppressedConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSuppressedConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_suppression(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SuppressedConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_suppression_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -10171,6 +13147,249 @@ func (ec *executionContext) fieldContext_Subscription_campaignSendProgress(ctx c
 	if fc.Args, err = ec.field_Subscription_campaignSendProgress_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Suppressed_email(ctx context.Context, field graphql.CollectedField, obj *store.Suppressed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Suppressed_email(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Email, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Suppressed_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Suppressed", field, false, false, "String")
+}
+
+func (ec *executionContext) _Suppressed_reason(ctx context.Context, field graphql.CollectedField, obj *store.Suppressed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Suppressed_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v store.ConsentAction) graphql.Marshaler {
+			return ec.marshalNConsentAction2crmsyncᚋstoreᚐConsentAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Suppressed_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Suppressed", field, false, false, "ConsentAction")
+}
+
+func (ec *executionContext) _Suppressed_at(ctx context.Context, field graphql.CollectedField, obj *store.Suppressed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Suppressed_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Suppressed().At(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Suppressed_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Suppressed", field, true, true, "Time")
+}
+
+func (ec *executionContext) _Suppressed_subscriber(ctx context.Context, field graphql.CollectedField, obj *store.Suppressed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Suppressed_subscriber(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Suppressed().Subscriber(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Subscriber) graphql.Marshaler {
+			return ec.marshalOSubscriber2ᚖcrmsyncᚋstoreᚐSubscriber(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Suppressed_subscriber(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Suppressed",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Subscriber(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SuppressedConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SuppressedConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SuppressedConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SuppressedEdge) graphql.Marshaler {
+			return ec.marshalNSuppressedEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSuppressedEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SuppressedConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SuppressedConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SuppressedEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SuppressedConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.SuppressedConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SuppressedConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖcrmsyncᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SuppressedConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SuppressedConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SuppressedConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.SuppressedConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SuppressedConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SuppressedConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SuppressedConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SuppressedEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SuppressedEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SuppressedEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SuppressedEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SuppressedEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SuppressedEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.SuppressedEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SuppressedEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *store.Suppressed) graphql.Marshaler {
+			return ec.marshalNSuppressed2ᚖcrmsyncᚋstoreᚐSuppressed(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SuppressedEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SuppressedEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Suppressed(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -12870,6 +16089,276 @@ func UnmarshalFieldMappingInput(ctx context.Context, raw any) (model.FieldMappin
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputFormEmailInput(ctx context.Context, obj any) (model.FormEmailInput, error) {
+	var it model.FormEmailInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"subject", "htmlBody", "textBody", "senderName", "senderEmail"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "subject":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subject"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Subject = data
+		case "htmlBody":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("htmlBody"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HTMLBody = data
+		case "textBody":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("textBody"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TextBody = data
+		case "senderName":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("senderName"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SenderName = data
+		case "senderEmail":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("senderEmail"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SenderEmail = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalFormEmailInput unmarshals raw into the FormEmailInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalFormEmailInput(ctx context.Context, raw any) (model.FormEmailInput, error) {
+	var out model.FormEmailInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "FormEmailInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputFormFieldInput(ctx context.Context, obj any) (model.FormFieldInput, error) {
+	var it model.FormFieldInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["required"]; !present {
+		asMap["required"] = false
+	}
+
+	fieldsInOrder := [...]string{"name", "label", "type", "required", "maxLength", "subscriberField"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "label":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("label"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Label = data
+		case "type":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("type"))
+			data, err := ec.unmarshalNFormFieldType2crmsyncᚋstoreᚐFieldType(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Type = data
+		case "required":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("required"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Required = data
+		case "maxLength":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxLength"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxLength = data
+		case "subscriberField":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("subscriberField"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SubscriberField = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalFormFieldInput unmarshals raw into the FormFieldInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalFormFieldInput(ctx context.Context, raw any) (model.FormFieldInput, error) {
+	var out model.FormFieldInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "FormFieldInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputFormInput(ctx context.Context, obj any) (model.FormInput, error) {
+	var it model.FormInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"groupId", "name", "fields", "doubleOptIn", "doubleOptInStatus", "confirmation", "redirectUrl", "confirmedUrl", "allowedOrigins", "consentText", "consentVersion", "pendingHours"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "groupId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("groupId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.GroupID = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "fields":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("fields"))
+			data, err := ec.unmarshalNFormFieldInput2ᚕᚖcrmsyncᚋgraphᚋmodelᚐFormFieldInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Fields = data
+		case "doubleOptIn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("doubleOptIn"))
+			data, err := ec.unmarshalNBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DoubleOptIn = data
+		case "doubleOptInStatus":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("doubleOptInStatus"))
+			data, err := ec.unmarshalODoubleOptInStatus2ᚖcrmsyncᚋstoreᚐDoubleOptInStatus(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DoubleOptInStatus = data
+		case "confirmation":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("confirmation"))
+			data, err := ec.unmarshalOFormEmailInput2ᚖcrmsyncᚋgraphᚋmodelᚐFormEmailInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Confirmation = data
+		case "redirectUrl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("redirectUrl"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RedirectURL = data
+		case "confirmedUrl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("confirmedUrl"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ConfirmedURL = data
+		case "allowedOrigins":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("allowedOrigins"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AllowedOrigins = data
+		case "consentText":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("consentText"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ConsentText = data
+		case "consentVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("consentVersion"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ConsentVersion = data
+		case "pendingHours":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pendingHours"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PendingHours = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalFormInput unmarshals raw into the FormInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalFormInput(ctx context.Context, raw any) (model.FormInput, error) {
+	var out model.FormInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "FormInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputLanguageMappingInput(ctx context.Context, obj any) (model.LanguageMappingInput, error) {
 	var it model.LanguageMappingInput
 	if obj == nil {
@@ -13748,6 +17237,237 @@ func (ec *executionContext) _ConnectionTest(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var consentEventImplementors = []string{"ConsentEvent"}
+
+func (ec *executionContext) _ConsentEvent(ctx context.Context, sel ast.SelectionSet, obj *store.ConsentEvent) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consentEventImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConsentEvent")
+		case "id":
+			out.Values[i] = ec._ConsentEvent_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "action":
+			out.Values[i] = ec._ConsentEvent_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._ConsentEvent_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "at":
+			out.Values[i] = ec._ConsentEvent_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "email":
+			out.Values[i] = ec._ConsentEvent_email(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ip":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_ip(ctx, field, obj)
+				})
+		case "userAgent":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_userAgent(ctx, field, obj)
+				})
+		case "formId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_formId(ctx, field, obj)
+				})
+		case "tokenId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_tokenId(ctx, field, obj)
+				})
+		case "textVersion":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_textVersion(ctx, field, obj)
+				})
+		case "actor":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_actor(ctx, field, obj)
+				})
+		case "detail":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_detail(ctx, field, obj)
+				})
+		case "subscriberId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_subscriberId(ctx, field, obj)
+				})
+		case "groupId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConsentEvent_groupId(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var consentEventConnectionImplementors = []string{"ConsentEventConnection"}
+
+func (ec *executionContext) _ConsentEventConnection(ctx context.Context, sel ast.SelectionSet, obj *model.ConsentEventConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consentEventConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConsentEventConnection")
+		case "edges":
+			out.Values[i] = ec._ConsentEventConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ConsentEventConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._ConsentEventConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var consentEventEdgeImplementors = []string{"ConsentEventEdge"}
+
+func (ec *executionContext) _ConsentEventEdge(ctx context.Context, sel ast.SelectionSet, obj *model.ConsentEventEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consentEventEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConsentEventEdge")
+		case "cursor":
+			out.Values[i] = ec._ConsentEventEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._ConsentEventEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var consentExportImplementors = []string{"ConsentExport"}
+
+func (ec *executionContext) _ConsentExport(ctx context.Context, sel ast.SelectionSet, obj *model.ConsentExport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consentExportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConsentExport")
+		case "email":
+			out.Values[i] = ec._ConsentExport_email(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "events":
+			out.Values[i] = ec._ConsentExport_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "subscribers":
+			out.Values[i] = ec._ConsentExport_subscribers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var crmConnectionImplementors = []string{"CrmConnection"}
 
 func (ec *executionContext) _CrmConnection(ctx context.Context, sel ast.SelectionSet, obj *store.Connection) graphql.Marshaler {
@@ -13938,6 +17658,316 @@ func (ec *executionContext) _FieldMapping(ctx context.Context, sel ast.Selection
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var formImplementors = []string{"Form"}
+
+func (ec *executionContext) _Form(ctx context.Context, sel ast.SelectionSet, obj *store.Form) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, formImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Form")
+		case "id":
+			out.Values[i] = ec._Form_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Form_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "group":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Form_group(ctx, field, obj)
+				})
+		case "fields":
+			out.Values[i] = ec._Form_fields(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "doubleOptIn":
+			out.Values[i] = ec._Form_doubleOptIn(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "doubleOptInStatus":
+			out.Values[i] = ec._Form_doubleOptInStatus(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "confirmation":
+			out.Values[i] = ec._Form_confirmation(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "redirectUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Form_redirectUrl(ctx, field, obj)
+				})
+		case "confirmedUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Form_confirmedUrl(ctx, field, obj)
+				})
+		case "allowedOrigins":
+			out.Values[i] = ec._Form_allowedOrigins(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "consentText":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Form_consentText(ctx, field, obj)
+				})
+		case "consentVersion":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Form_consentVersion(ctx, field, obj)
+				})
+		case "pendingHours":
+			out.Values[i] = ec._Form_pendingHours(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "submitUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Form_submitUrl(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._Form_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Form_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var formConnectionImplementors = []string{"FormConnection"}
+
+func (ec *executionContext) _FormConnection(ctx context.Context, sel ast.SelectionSet, obj *model.FormConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, formConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FormConnection")
+		case "edges":
+			out.Values[i] = ec._FormConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._FormConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._FormConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var formEdgeImplementors = []string{"FormEdge"}
+
+func (ec *executionContext) _FormEdge(ctx context.Context, sel ast.SelectionSet, obj *model.FormEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, formEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FormEdge")
+		case "cursor":
+			out.Values[i] = ec._FormEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._FormEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var formEmailImplementors = []string{"FormEmail"}
+
+func (ec *executionContext) _FormEmail(ctx context.Context, sel ast.SelectionSet, obj *store.FormEmail) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, formEmailImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FormEmail")
+		case "subject":
+			out.Values[i] = ec._FormEmail_subject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "htmlBody":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._FormEmail_htmlBody(ctx, field, obj)
+				})
+		case "textBody":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._FormEmail_textBody(ctx, field, obj)
+				})
+		case "senderName":
+			out.Values[i] = ec._FormEmail_senderName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "senderEmail":
+			out.Values[i] = ec._FormEmail_senderEmail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var formFieldImplementors = []string{"FormField"}
+
+func (ec *executionContext) _FormField(ctx context.Context, sel ast.SelectionSet, obj *store.FormField) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, formFieldImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FormField")
+		case "name":
+			out.Values[i] = ec._FormField_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "label":
+			out.Values[i] = ec._FormField_label(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "type":
+			out.Values[i] = ec._FormField_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "required":
+			out.Values[i] = ec._FormField_required(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "maxLength":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._FormField_maxLength(ctx, field, obj)
+				})
+		case "subscriberField":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._FormField_subscriberField(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -14367,6 +18397,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createForm":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createForm(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateForm":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateForm(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "createSubscriberGroup":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createSubscriberGroup(ctx, field)
@@ -14534,6 +18578,36 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_campaignSends(ctx, field)
+				})
+		case "form":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_form(ctx, field)
+				})
+		case "forms":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_forms(ctx, field)
+				})
+		case "consentHistory":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_consentHistory(ctx, field)
+				})
+		case "consentExport":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_consentExport(ctx, field)
+				})
+		case "suppression":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_suppression(ctx, field)
 				})
 		case "subscriberGroup":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -15144,6 +19218,137 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
+}
+
+var suppressedImplementors = []string{"Suppressed"}
+
+func (ec *executionContext) _Suppressed(ctx context.Context, sel ast.SelectionSet, obj *store.Suppressed) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, suppressedImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Suppressed")
+		case "email":
+			out.Values[i] = ec._Suppressed_email(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.Values[i] = ec._Suppressed_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "at":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Suppressed_at(ctx, field, obj)
+				})
+		case "subscriber":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Suppressed_subscriber(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var suppressedConnectionImplementors = []string{"SuppressedConnection"}
+
+func (ec *executionContext) _SuppressedConnection(ctx context.Context, sel ast.SelectionSet, obj *model.SuppressedConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, suppressedConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SuppressedConnection")
+		case "edges":
+			out.Values[i] = ec._SuppressedConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SuppressedConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SuppressedConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var suppressedEdgeImplementors = []string{"SuppressedEdge"}
+
+func (ec *executionContext) _SuppressedEdge(ctx context.Context, sel ast.SelectionSet, obj *model.SuppressedEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, suppressedEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SuppressedEdge")
+		case "cursor":
+			out.Values[i] = ec._SuppressedEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SuppressedEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
 }
 
 var syncChangeImplementors = []string{"SyncChange"}
@@ -16190,6 +20395,140 @@ func (ec *executionContext) marshalNConnectionTest2ᚖcrmsyncᚋgraphᚋmodelᚐ
 	return ec._ConnectionTest(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNConsentAction2crmsyncᚋstoreᚐConsentAction(ctx context.Context, v any) (store.ConsentAction, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNConsentAction2crmsyncᚋstoreᚐConsentAction[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConsentAction2crmsyncᚋstoreᚐConsentAction(ctx context.Context, sel ast.SelectionSet, v store.ConsentAction) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNConsentAction2crmsyncᚋstoreᚐConsentAction[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ConsentAction!")
+	}
+	return res
+}
+
+var (
+	unmarshalNConsentAction2crmsyncᚋstoreᚐConsentAction = map[string]store.ConsentAction{
+		"REQUESTED":    store.ConsentRequested,
+		"CONFIRMED":    store.ConsentConfirmed,
+		"SUBSCRIBED":   store.ConsentSubscribed,
+		"UNSUBSCRIBED": store.ConsentUnsubscribed,
+		"EXPIRED":      store.ConsentExpired,
+		"BOUNCED":      store.ConsentBounced,
+		"COMPLAINED":   store.ConsentComplained,
+	}
+	marshalNConsentAction2crmsyncᚋstoreᚐConsentAction = map[store.ConsentAction]string{
+		store.ConsentRequested:    "REQUESTED",
+		store.ConsentConfirmed:    "CONFIRMED",
+		store.ConsentSubscribed:   "SUBSCRIBED",
+		store.ConsentUnsubscribed: "UNSUBSCRIBED",
+		store.ConsentExpired:      "EXPIRED",
+		store.ConsentBounced:      "BOUNCED",
+		store.ConsentComplained:   "COMPLAINED",
+	}
+)
+
+func (ec *executionContext) marshalNConsentEvent2ᚕᚖcrmsyncᚋstoreᚐConsentEventᚄ(ctx context.Context, sel ast.SelectionSet, v []*store.ConsentEvent) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConsentEvent2ᚖcrmsyncᚋstoreᚐConsentEvent(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNConsentEvent2ᚖcrmsyncᚋstoreᚐConsentEvent(ctx context.Context, sel ast.SelectionSet, v *store.ConsentEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConsentEvent!")
+		return graphql.Null
+	}
+	return ec._ConsentEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNConsentEventConnection2ᚖcrmsyncᚋgraphᚋmodelᚐConsentEventConnection(ctx context.Context, sel ast.SelectionSet, v *model.ConsentEventConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConsentEventConnection!")
+		return graphql.Null
+	}
+	return ec._ConsentEventConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNConsentEventEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐConsentEventEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ConsentEventEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConsentEventEdge2ᚖcrmsyncᚋgraphᚋmodelᚐConsentEventEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNConsentEventEdge2ᚖcrmsyncᚋgraphᚋmodelᚐConsentEventEdge(ctx context.Context, sel ast.SelectionSet, v *model.ConsentEventEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConsentEventEdge!")
+		return graphql.Null
+	}
+	return ec._ConsentEventEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNConsentExport2ᚖcrmsyncᚋgraphᚋmodelᚐConsentExport(ctx context.Context, sel ast.SelectionSet, v *model.ConsentExport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConsentExport!")
+		return graphql.Null
+	}
+	return ec._ConsentExport(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNConsentSource2crmsyncᚋstoreᚐConsentSource(ctx context.Context, v any) (store.ConsentSource, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNConsentSource2crmsyncᚋstoreᚐConsentSource[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConsentSource2crmsyncᚋstoreᚐConsentSource(ctx context.Context, sel ast.SelectionSet, v store.ConsentSource) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNConsentSource2crmsyncᚋstoreᚐConsentSource[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "ConsentSource!")
+	}
+	return res
+}
+
+var (
+	unmarshalNConsentSource2crmsyncᚋstoreᚐConsentSource = map[string]store.ConsentSource{
+		"FORM":             store.SourceForm,
+		"CONFIRMATION":     store.SourceConfirmation,
+		"UNSUBSCRIBE_LINK": store.SourceUnsubscribeLink,
+		"CRM":              store.SourceCRM,
+		"REACTION":         store.SourceReaction,
+		"OPERATOR":         store.SourceOperator,
+	}
+	marshalNConsentSource2crmsyncᚋstoreᚐConsentSource = map[store.ConsentSource]string{
+		store.SourceForm:            "FORM",
+		store.SourceConfirmation:    "CONFIRMATION",
+		store.SourceUnsubscribeLink: "UNSUBSCRIBE_LINK",
+		store.SourceCRM:             "CRM",
+		store.SourceReaction:        "REACTION",
+		store.SourceOperator:        "OPERATOR",
+	}
+)
+
 func (ec *executionContext) unmarshalNCreateConnectionInput2crmsyncᚋgraphᚋmodelᚐCreateConnectionInput(ctx context.Context, v any) (model.CreateConnectionInput, error) {
 	res, err := ec.unmarshalInputCreateConnectionInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -16329,6 +20668,118 @@ func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
 	}
 	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) marshalNForm2ᚖcrmsyncᚋstoreᚐForm(ctx context.Context, sel ast.SelectionSet, v *store.Form) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Form!")
+		return graphql.Null
+	}
+	return ec._Form(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNFormConnection2ᚖcrmsyncᚋgraphᚋmodelᚐFormConnection(ctx context.Context, sel ast.SelectionSet, v *model.FormConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "FormConnection!")
+		return graphql.Null
+	}
+	return ec._FormConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNFormEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐFormEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.FormEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFormEdge2ᚖcrmsyncᚋgraphᚋmodelᚐFormEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNFormEdge2ᚖcrmsyncᚋgraphᚋmodelᚐFormEdge(ctx context.Context, sel ast.SelectionSet, v *model.FormEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "FormEdge!")
+		return graphql.Null
+	}
+	return ec._FormEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNFormField2crmsyncᚋstoreᚐFormField(ctx context.Context, sel ast.SelectionSet, v store.FormField) graphql.Marshaler {
+	return ec._FormField(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNFormField2ᚕcrmsyncᚋstoreᚐFormFieldᚄ(ctx context.Context, sel ast.SelectionSet, v []store.FormField) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFormField2crmsyncᚋstoreᚐFormField(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNFormFieldInput2ᚕᚖcrmsyncᚋgraphᚋmodelᚐFormFieldInputᚄ(ctx context.Context, v any) ([]*model.FormFieldInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.FormFieldInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNFormFieldInput2ᚖcrmsyncᚋgraphᚋmodelᚐFormFieldInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNFormFieldInput2ᚖcrmsyncᚋgraphᚋmodelᚐFormFieldInput(ctx context.Context, v any) (*model.FormFieldInput, error) {
+	res, err := ec.unmarshalInputFormFieldInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNFormFieldType2crmsyncᚋstoreᚐFieldType(ctx context.Context, v any) (store.FieldType, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNFormFieldType2crmsyncᚋstoreᚐFieldType[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFormFieldType2crmsyncᚋstoreᚐFieldType(ctx context.Context, sel ast.SelectionSet, v store.FieldType) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNFormFieldType2crmsyncᚋstoreᚐFieldType[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "FormFieldType!")
+	}
+	return res
+}
+
+var (
+	unmarshalNFormFieldType2crmsyncᚋstoreᚐFieldType = map[string]store.FieldType{
+		"TEXT":     store.FieldText,
+		"EMAIL":    store.FieldEmail,
+		"CHECKBOX": store.FieldCheckbox,
+	}
+	marshalNFormFieldType2crmsyncᚋstoreᚐFieldType = map[store.FieldType]string{
+		store.FieldText:     "TEXT",
+		store.FieldEmail:    "EMAIL",
+		store.FieldCheckbox: "CHECKBOX",
+	}
+)
+
+func (ec *executionContext) unmarshalNFormInput2crmsyncᚋgraphᚋmodelᚐFormInput(ctx context.Context, v any) (model.FormInput, error) {
+	res, err := ec.unmarshalInputFormInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
@@ -16760,6 +21211,22 @@ func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel
 	return ret
 }
 
+func (ec *executionContext) marshalNSubscriber2ᚕᚖcrmsyncᚋstoreᚐSubscriberᚄ(ctx context.Context, sel ast.SelectionSet, v []*store.Subscriber) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSubscriber2ᚖcrmsyncᚋstoreᚐSubscriber(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNSubscriber2ᚖcrmsyncᚋstoreᚐSubscriber(ctx context.Context, sel ast.SelectionSet, v *store.Subscriber) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Subscriber!")
@@ -16884,6 +21351,46 @@ var (
 		store.Unsubscribed: "UNSUBSCRIBED",
 	}
 )
+
+func (ec *executionContext) marshalNSuppressed2ᚖcrmsyncᚋstoreᚐSuppressed(ctx context.Context, sel ast.SelectionSet, v *store.Suppressed) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Suppressed!")
+		return graphql.Null
+	}
+	return ec._Suppressed(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSuppressedConnection2ᚖcrmsyncᚋgraphᚋmodelᚐSuppressedConnection(ctx context.Context, sel ast.SelectionSet, v *model.SuppressedConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SuppressedConnection!")
+		return graphql.Null
+	}
+	return ec._SuppressedConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSuppressedEdge2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSuppressedEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SuppressedEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSuppressedEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSuppressedEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSuppressedEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSuppressedEdge(ctx context.Context, sel ast.SelectionSet, v *model.SuppressedEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SuppressedEdge!")
+		return graphql.Null
+	}
+	return ec._SuppressedEdge(ctx, sel, v)
+}
 
 func (ec *executionContext) marshalNSyncChange2ᚖcrmsyncᚋstoreᚐSyncChange(ctx context.Context, sel ast.SelectionSet, v *store.SyncChange) graphql.Marshaler {
 	if v == nil {
@@ -17362,6 +21869,62 @@ func (ec *executionContext) marshalOCrmRecordRef2ᚖcrmsyncᚋstoreᚐCRMRecordR
 	return ec._CrmRecordRef(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalODoubleOptInStatus2ᚖcrmsyncᚋstoreᚐDoubleOptInStatus(ctx context.Context, v any) (*store.DoubleOptInStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalODoubleOptInStatus2ᚖcrmsyncᚋstoreᚐDoubleOptInStatus[tmp]
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalODoubleOptInStatus2ᚖcrmsyncᚋstoreᚐDoubleOptInStatus(ctx context.Context, sel ast.SelectionSet, v *store.DoubleOptInStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(marshalODoubleOptInStatus2ᚖcrmsyncᚋstoreᚐDoubleOptInStatus[*v])
+	return res
+}
+
+var (
+	unmarshalODoubleOptInStatus2ᚖcrmsyncᚋstoreᚐDoubleOptInStatus = map[string]store.DoubleOptInStatus{
+		"UNKNOWN":               store.OptInUnknown,
+		"EXTERNALLY_DOCUMENTED": store.OptInExternallyDocumented,
+		"PENDING":               store.OptInPending,
+		"CONFIRMED":             store.OptInConfirmed,
+	}
+	marshalODoubleOptInStatus2ᚖcrmsyncᚋstoreᚐDoubleOptInStatus = map[store.DoubleOptInStatus]string{
+		store.OptInUnknown:              "UNKNOWN",
+		store.OptInExternallyDocumented: "EXTERNALLY_DOCUMENTED",
+		store.OptInPending:              "PENDING",
+		store.OptInConfirmed:            "CONFIRMED",
+	}
+)
+
+func (ec *executionContext) marshalOForm2ᚖcrmsyncᚋstoreᚐForm(ctx context.Context, sel ast.SelectionSet, v *store.Form) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Form(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOFormEmail2ᚖcrmsyncᚋstoreᚐFormEmail(ctx context.Context, sel ast.SelectionSet, v *store.FormEmail) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._FormEmail(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOFormEmailInput2ᚖcrmsyncᚋgraphᚋmodelᚐFormEmailInput(ctx context.Context, v any) (*model.FormEmailInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputFormEmailInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalOID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -17537,6 +22100,41 @@ var (
 		store.RecipientAccount: "ACCOUNT",
 	}
 )
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {

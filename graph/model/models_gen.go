@@ -82,6 +82,27 @@ type ConnectionTest struct {
 	LatencyMs int    `json:"latencyMs"`
 }
 
+type ConsentEventConnection struct {
+	Edges      []*ConsentEventEdge `json:"edges"`
+	PageInfo   *PageInfo           `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+type ConsentEventEdge struct {
+	Cursor string              `json:"cursor"`
+	Node   *store.ConsentEvent `json:"node"`
+}
+
+// What crmsync holds of one e-mail address in the caller's tenant, for a data-access request.
+type ConsentExport struct {
+	// The address, trimmed and lower-cased.
+	Email string `json:"email"`
+	// Every consent event of the address, oldest first.
+	Events []*store.ConsentEvent `json:"events"`
+	// The subscribers with this address, one per group.
+	Subscribers []*store.Subscriber `json:"subscribers"`
+}
+
 type CreateConnectionInput struct {
 	Name              string              `json:"name"`
 	OrganizationURL   string              `json:"organizationUrl"`
@@ -114,6 +135,66 @@ type FieldMappingInput struct {
 	LookupPath *string `json:"lookupPath,omitempty"`
 	// option value → label, e.g. {"1":"Herr","2":"Frau"}
 	OptionLabels map[string]any `json:"optionLabels,omitempty"`
+}
+
+type FormConnection struct {
+	Edges      []*FormEdge `json:"edges"`
+	PageInfo   *PageInfo   `json:"pageInfo"`
+	TotalCount int         `json:"totalCount"`
+}
+
+type FormEdge struct {
+	Cursor string      `json:"cursor"`
+	Node   *store.Form `json:"node"`
+}
+
+type FormEmailInput struct {
+	// One line of up to 200 characters.
+	Subject string `json:"subject"`
+	// An HTML or a text body (or both), each up to 100 KiB.
+	HTMLBody    *string `json:"htmlBody,omitempty"`
+	TextBody    *string `json:"textBody,omitempty"`
+	SenderName  *string `json:"senderName,omitempty"`
+	SenderEmail string  `json:"senderEmail"`
+}
+
+type FormFieldInput struct {
+	// Unique in the form: a letter, then up to 63 letters, digits, _ or -; not "website", the hidden field that keeps bots out.
+	Name string `json:"name"`
+	// Up to 200 characters.
+	Label *string         `json:"label,omitempty"`
+	Type  store.FieldType `json:"type"`
+	// The field that fills email is always required.
+	Required *bool `json:"required,omitempty"`
+	// 0 to 10,000; omitted or 0: 500.
+	MaxLength *int `json:"maxLength,omitempty"`
+	// email (an EMAIL field; exactly one field fills it), language (a TEXT field), fields.<name>, or omitted; each at most once.
+	SubscriberField *string `json:"subscriberField,omitempty"`
+}
+
+// A form's settings, all of them: updateForm replaces what was there, so omitted optional fields are cleared.
+type FormInput struct {
+	// A group of the caller's tenant.
+	GroupID string `json:"groupId"`
+	Name    string `json:"name"`
+	// 1 to 50 fields, one of them the EMAIL field that fills the subscriber's email.
+	Fields      []*FormFieldInput `json:"fields"`
+	DoubleOptIn bool              `json:"doubleOptIn"`
+	// UNKNOWN (the default) or EXTERNALLY_DOCUMENTED; PENDING and CONFIRMED come from the double opt-in itself.
+	DoubleOptInStatus *store.DoubleOptInStatus `json:"doubleOptInStatus,omitempty"`
+	// Required with double opt-in.
+	Confirmation *FormEmailInput `json:"confirmation,omitempty"`
+	// http(s) URLs of at most 2000 characters.
+	RedirectURL  *string `json:"redirectUrl,omitempty"`
+	ConfirmedURL *string `json:"confirmedUrl,omitempty"`
+	// At most 20 origins such as https://shop.example: scheme and host (with port), no path.
+	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
+	// Up to 10,000 characters.
+	ConsentText *string `json:"consentText,omitempty"`
+	// Up to 100 characters; omitted with a consentText: derived from the text.
+	ConsentVersion *string `json:"consentVersion,omitempty"`
+	// 1 to 720; omitted or 0: 72.
+	PendingHours *int `json:"pendingHours,omitempty"`
 }
 
 type LanguageMappingInput struct {
@@ -211,6 +292,17 @@ type SubscriberInput struct {
 }
 
 type Subscription struct {
+}
+
+type SuppressedConnection struct {
+	Edges      []*SuppressedEdge `json:"edges"`
+	PageInfo   *PageInfo         `json:"pageInfo"`
+	TotalCount int               `json:"totalCount"`
+}
+
+type SuppressedEdge struct {
+	Cursor string            `json:"cursor"`
+	Node   *store.Suppressed `json:"node"`
 }
 
 type SyncChangeConnection struct {
