@@ -21,7 +21,7 @@ func (r *mutationResolver) UpsertSubscribers(ctx context.Context, groupID string
 	for i, in := range subscribers {
 		rows[i] = store.SubscriberInput{Email: in.Email, Fields: in.Fields, Language: in.Language, SubscriptionState: in.SubscriptionState}
 	}
-	res, err := r.Store.UpsertSubscribers(ctx, c.Tenant, groupID, rows)
+	res, err := r.Store.UpsertSubscribers(store.WithActor(ctx, c.Subject), c.Tenant, groupID, rows)
 	if err != nil {
 		return nil, err
 	}

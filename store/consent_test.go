@@ -209,3 +209,40 @@ func TestConfirmationLinkIsUsedOnce(t *testing.T) {
 		t.Errorf("after the prune: used %v, %v", used, err)
 	}
 }
+
+// TestUpsertRecordsOperatorConsent: subscribers an operator adds, and a
+// subscription state an operator changes, are in the ledger with the operator;
+// an upsert that changes no state adds nothing.
+func TestUpsertRecordsOperatorConsent(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := store.WithActor(context.Background(), "ops@acme")
+	g, err := s.CreateGroup(ctx, "t1", store.GroupInput{Name: "News"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsub, subscribed := store.Unsubscribed, store.Subscribed
+	for _, rows := range [][]store.SubscriberInput{
+		{{Email: "b@x.test"}}, // new, no state given: nothing to record
+		{{Email: "a@x.test", SubscriptionState: &subscribed}}, // new and SUBSCRIBED by the operator
+		{{Email: "a@x.test", Fields: map[string]any{"n": 1}}}, // no state change
+		{{Email: "a@x.test", SubscriptionState: &unsub}},      // UNSUBSCRIBED
+	} {
+		if _, err := s.UpsertSubscribers(ctx, "t1", g.ID, rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := s.SubscriberByEmail(ctx, "t1", g.ID, "a@x.test")
+	evs, _, err := s.ConsentHistory(ctx, "t1", a.ID, "", 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("ledger = %d entries, %v; want 2", len(evs), err)
+	}
+	if evs[0].Action != store.ConsentSubscribed || evs[1].Action != store.ConsentUnsubscribed ||
+		evs[1].Source != store.SourceOperator || evs[1].Actor != "ops@acme" {
+		t.Fatalf("ledger = %+v, %+v", evs[0], evs[1])
+	}
+	b, _ := s.SubscriberByEmail(ctx, "t1", g.ID, "b@x.test")
+	if n, err := s.CountConsent(ctx, "t1", b.ID); err != nil || n != 0 {
+		t.Fatalf("a subscriber added without a state has %d ledger entries, %v", n, err)
+	}
+}

@@ -109,6 +109,39 @@ type upsertCtx struct {
 	// fields.firstName).
 	owned map[string]bool
 	res   *UpsertResult
+	// consent collects the ledger entries of the call's subscription changes.
+	consent []*ConsentEvent
+	actor   string
+}
+
+// noteConsent records in the ledger (written after the call's subscribers) a
+// subscription state the call changed, or gave a new subscriber explicitly; a row
+// without subscriptionState that creates a subscriber says nothing about consent.
+func (uc *upsertCtx) noteConsent(sub *Subscriber, was SubscriptionState, created, stated bool) {
+	if created && !stated || !created && sub.SubscriptionState == was {
+		return
+	}
+	action := ConsentSubscribed
+	if sub.SubscriptionState == Unsubscribed {
+		action = ConsentUnsubscribed
+	}
+	uc.consent = append(uc.consent, &ConsentEvent{
+		Tenant: sub.Tenant, SubscriberID: sub.ID, GroupID: sub.GroupID, Email: sub.Email, Action: action,
+		Source: SourceOperator, At: sub.UpdatedAt, Actor: uc.actor, Detail: "upsertSubscribers",
+	})
+}
+
+type actorKey struct{}
+
+// WithActor names who acts (a token's subject) for the consent ledger entries the
+// store writes on their behalf.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+func actorOf(ctx context.Context) string {
+	a, _ := ctx.Value(actorKey{}).(string)
+	return a
 }
 
 // UpsertSubscribers creates or updates subscribers of a group by e-mail address.
@@ -168,7 +201,7 @@ func (s *Store) UpsertSubscribers(ctx context.Context, tenant, groupID string, r
 // language and the fields it maps from the CRM.
 func (s *Store) upsertContext(ctx context.Context, g *Group) (*upsertCtx, error) {
 	res := &UpsertResult{Rejected: []RejectedRow{}, Ignored: []IgnoredField{}}
-	uc := &upsertCtx{defaultLang: DefaultLanguage, owned: map[string]bool{}, res: res}
+	uc := &upsertCtx{defaultLang: DefaultLanguage, owned: map[string]bool{}, res: res, actor: actorOf(ctx)}
 	if g.ConnectionID != "" {
 		if c, err := s.Connection(ctx, g.Tenant, g.ConnectionID); err == nil {
 			uc.defaultLang = c.DefaultLanguage
@@ -262,7 +295,9 @@ func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows
 				SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now}
 			sub.SetStamp("email", now, SideEMS)
 		}
+		was := sub.SubscriptionState
 		rows[e].applyTo(sub, now, uc)
+		uc.noteConsent(sub, was, !found, rows[e].state != nil)
 		if found {
 			replaces = append(replaces, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: sub.ID}}).SetReplacement(sub))
 		} else {
@@ -280,7 +315,9 @@ func (s *Store) upsertChunk(ctx context.Context, g *Group, emails []string, rows
 			return err
 		}
 	}
-	return nil
+	err := s.AppendConsent(ctx, uc.consent...)
+	uc.consent = uc.consent[:0]
+	return err
 }
 
 func (r *UpsertResult) count(created bool, id string) {
@@ -434,7 +471,9 @@ func (s *Store) upsertOne(ctx context.Context, g *Group, row *upsertRow, uc *ups
 		if created {
 			sub.SetStamp("email", now, SideEMS)
 		}
+		was := sub.SubscriptionState
 		row.applyTo(&sub, now, uc)
+		uc.noteConsent(&sub, was, created, row.state != nil)
 		return created, sub.ID, s.replaceByID(ctx, colSubscribers, sub.ID, &sub)
 	}
 	return false, "", &ConflictError{Field: "email", Reason: "address " + row.email + " is being changed concurrently; try again"}

@@ -26,6 +26,12 @@ Usage:
   crmsync solution build [--out DIR]  zip the Dataverse solution for import (default DIR build/)
   crmsync register --connection ID    register crmsync's webhook and steps in the connection's Dataverse [--dry-run] [--remove]
 
+Operator commands, against a running instance (--url/--token or CRMSYNC_URL/CRMSYNC_TOKEN):
+  crmsync status                      connections, groups and recent failed sync events
+  crmsync sync-list <listId>          sync a marketing list and follow its run [--dry-run: list the changes only]
+  crmsync replay                      re-queue sync events [--status S, default FAILED] [--record ID]
+  crmsync import <groupId> <file.csv> upsert the CSV's rows (header: email, language, subscriptionState, other fields)
+
 Configuration is read from the environment; see README.md.
 `
 
@@ -64,6 +70,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return solutionCommand(rest, stdout, stderr)
 	case "register":
 		return registerCommand(ctx, rest, getenv, stdout, stderr)
+	case "status":
+		return statusCommand(ctx, rest, getenv, stdout, stderr)
+	case "sync-list":
+		return syncListCommand(ctx, rest, getenv, stdout, stderr)
+	case "replay":
+		return replayCommand(ctx, rest, getenv, stdout, stderr)
+	case "import":
+		return importCommand(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
