@@ -66,6 +66,19 @@ type Config struct {
 	// Dataverse's guidance of 100–1,000 per request for standard tables (§7.1);
 	// elastic tables want 100.
 	BulkSize int
+	// Observer is told of every attempt's answer and of every wait Dataverse's
+	// throttling imposes, for metrics; nil observes nothing.
+	Observer Observer
+}
+
+// Observer watches a client's traffic; metrics.Registry implements it.
+type Observer interface {
+	// WebAPIRequest counts one attempt by the HTTP status it was answered, 0
+	// when no answer came. Token requests are not counted.
+	WebAPIRequest(status int)
+	// WebAPIRetryWait adds the time a request waited because Dataverse
+	// throttled the user (a 429 and its Retry-After).
+	WebAPIRetryWait(d time.Duration)
 }
 
 // Defaults for Config, in one place.
@@ -156,7 +169,8 @@ type Client struct {
 	retry  retrier
 	gate   gate
 	limit  *limiter
-	bulk   int // Config.BulkSize
+	bulk   int      // Config.BulkSize
+	obs    Observer // Config.Observer, optional
 }
 
 // NewClient checks cfg and builds a client; it does not contact the server.
@@ -178,6 +192,7 @@ func NewClient(cfg Config) (*Client, error) {
 		retry: retrier{max: cfg.MaxRetries, min: cfg.MinBackoff, cap: cfg.MaxBackoff, sleep: cfg.Sleep},
 		limit: newLimiter(cfg.MaxConcurrency),
 		bulk:  cfg.BulkSize,
+		obs:   cfg.Observer,
 	}, nil
 }
 
@@ -448,9 +463,13 @@ func (c *Client) do(ctx context.Context, req *request) (*http.Response, error) {
 			c.tokens.invalidate(tok)
 			continue
 		}
-		if isAPI && ae.Status == http.StatusTooManyRequests && ae.RetryAfter > 0 {
-			// Every request of this user fails until then, not only this one.
-			c.gate.close(c.now().Add(ae.RetryAfter))
+		sleep := c.retry.sleep
+		if isAPI && ae.Status == http.StatusTooManyRequests {
+			sleep = c.throttled
+			if ae.RetryAfter > 0 {
+				// Every request of this user fails until then, not only this one.
+				c.gate.close(c.now().Add(ae.RetryAfter))
+			}
 		}
 		d, again := c.retry.delay(err, attempt)
 		if !again {
@@ -459,7 +478,7 @@ func (c *Client) do(ctx context.Context, req *request) (*http.Response, error) {
 		path, _, _ := strings.Cut(req.url, "?") // the query may hold e-mail addresses
 		c.log.WarnContext(ctx, "dataverse: retrying", slog.String("method", req.method), slog.String("url", path),
 			slog.Int("attempt", attempt+1), slog.Duration("wait", d), slog.Any("error", err))
-		if err := c.retry.sleep(ctx, d); err != nil {
+		if err := sleep(ctx, d); err != nil {
 			return nil, err
 		}
 		attempt++
@@ -481,7 +500,7 @@ func (c *Client) send(ctx context.Context, req *request) (resp *http.Response, t
 	defer func() { c.limit.release(epoch, met) }()
 	// Waiting here, with a slot held, also catches a 429 that came in while this
 	// request waited for its slot.
-	if err := c.gate.wait(ctx, c.now, c.retry.sleep); err != nil {
+	if err := c.gate.wait(ctx, c.now, c.throttled); err != nil {
 		return nil, tok, err
 	}
 	var body io.Reader
@@ -507,6 +526,13 @@ func (c *Client) send(ctx context.Context, req *request) (resp *http.Response, t
 		h[k] = v
 	}
 	resp, err = c.http.Do(hreq)
+	if c.obs != nil {
+		status := 0
+		if err == nil {
+			status = resp.StatusCode
+		}
+		c.obs.WebAPIRequest(status)
+	}
 	if err != nil {
 		return nil, tok, &transportError{err}
 	}

@@ -99,6 +99,18 @@ func sleepContext(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// throttled sleeps d, a wait that Dataverse's throttling imposed, and tells the
+// observer how long it lasted (by the client's clock, so a test's fake sleep
+// counts as what it stands for).
+func (c *Client) throttled(ctx context.Context, d time.Duration) error {
+	start := c.now()
+	err := c.retry.sleep(ctx, d)
+	if c.obs != nil {
+		c.obs.WebAPIRetryWait(c.now().Sub(start))
+	}
+	return err
+}
+
 // gate holds every request of a client back while Dataverse has throttled it:
 // after a 429 all requests from the same user fail until Retry-After has passed, so
 // sending them earlier only lengthens the penalty (§7.3).

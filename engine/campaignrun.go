@@ -60,8 +60,16 @@ type CampaignsConfig struct {
 	MaxAttempts int
 	// Backoff is the wait before the next pass or attempt, doubling with each; default 30 s.
 	Backoff time.Duration
+	// Metrics counts the messages handed to a sender by outcome; nil counts nothing.
+	Metrics SendMetrics
 	Logger  *slog.Logger
 	Now     func() time.Time
+}
+
+// SendMetrics is told the outcome of every message a sender took or refused:
+// "sent", "bounced", "deferred" or "failed"; metrics.Registry implements it.
+type SendMetrics interface {
+	CampaignMessage(outcome string)
 }
 
 // Campaigns creates campaign sends and runs them: it resolves a send's recipients,
@@ -572,6 +580,7 @@ func (d *deliverer) sendAll(ctx context.Context, cs *store.CampaignSend, ms []*s
 					m.State, m.Error = store.MessageBounced, err.Error()
 				case ctx.Err() != nil:
 					// Shutting down: the claim stands, the outcome is unknown.
+					continue
 				default:
 					m.State, m.Error = store.MessageDeferred, err.Error()
 					if lastPass || isRefused(err) {
@@ -581,6 +590,9 @@ func (d *deliverer) sendAll(ctx context.Context, cs *store.CampaignSend, ms []*s
 					transient++
 					d.lastErr = err.Error()
 					mu.Unlock()
+				}
+				if d.c.cfg.Metrics != nil {
+					d.c.cfg.Metrics.CampaignMessage(strings.ToLower(string(m.State)))
 				}
 			}
 		}()

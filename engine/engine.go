@@ -56,6 +56,8 @@ type Config struct {
 	// Campaigns creates the sends the CRM's "Send campaign" asks for; without it,
 	// that command fails with the reason.
 	Campaigns *Campaigns
+	// Metrics records how long each event's steps took; nil records nothing.
+	Metrics StepMetrics
 	// Logger receives one line per failed event; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -114,6 +116,14 @@ func (c *Config) defaultRegistry() *Registry {
 	}
 	r.Handle(StepKey{Message: dataverse.MessageSendCampaign, Entity: "campaignactivity", Stage: dataverse.StagePostOperation}, send)
 	return r
+}
+
+// StepMetrics is told how long the steps of each event took, by the message
+// and entity they are registered for and their outcome ("ok" or "error");
+// metrics.Registry implements it. Events no step is registered for are not
+// reported, so the labels take only the registry's keys.
+type StepMetrics interface {
+	ObserveStep(message, entity, outcome string, d time.Duration)
 }
 
 // Engine runs one worker of the consumer group.
@@ -345,12 +355,28 @@ func (e *Engine) handle(ctx context.Context, j *job) (ack bool) {
 	if j.err != nil {
 		return e.finish(ctx, j, j.err)
 	}
-	for _, s := range e.cfg.Registry.Steps(j.key) {
+	start := time.Now()
+	steps := e.cfg.Registry.Steps(j.key)
+	for _, s := range steps {
 		if err := s.Apply(ctx, j.event); err != nil {
+			e.observeSteps(j.key, len(steps), err, time.Since(start))
 			return e.finish(ctx, j, fmt.Errorf("step %s: %w", j.key, err))
 		}
 	}
+	e.observeSteps(j.key, len(steps), nil, time.Since(start))
 	return e.finish(ctx, j, nil)
+}
+
+// observeSteps reports the steps of one event to the metrics, if there were any.
+func (e *Engine) observeSteps(key StepKey, steps int, err error, d time.Duration) {
+	if e.cfg.Metrics == nil || steps == 0 {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	e.cfg.Metrics.ObserveStep(key.Message, key.Entity, outcome, d)
 }
 
 // applyBatch runs a batch step over consecutive jobs and stores each one's
@@ -360,7 +386,9 @@ func (e *Engine) applyBatch(ctx context.Context, log *slog.Logger, step BatchSte
 	for i, j := range jobs {
 		evs[i] = j.event
 	}
+	start := time.Now()
 	errs := step.ApplyBatch(ctx, evs)
+	each := time.Since(start) / time.Duration(len(jobs)) // the events share the batch's time
 	var done []queue.Message
 	for i, j := range jobs {
 		var err error
@@ -370,6 +398,7 @@ func (e *Engine) applyBatch(ctx context.Context, log *slog.Logger, step BatchSte
 		case errs[i] != nil:
 			err = fmt.Errorf("step %s: %w", j.key, errs[i])
 		}
+		e.observeSteps(j.key, 1, err, each)
 		if e.finish(ctx, j, err) {
 			done = append(done, j.msg)
 		}

@@ -47,10 +47,19 @@ type SchedulerConfig struct {
 	// Retention is how long finished runs and their changes are kept; default 14
 	// days (the inbox's). Each instance removes older ones about once an hour.
 	Retention time.Duration
+	// Metrics counts the runs' attempts by outcome; nil counts nothing.
+	Metrics RunMetrics
 	// Logger receives one line per failed run; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+}
+
+// RunMetrics is told the outcome of every list sync attempt that ran to its end:
+// "applied", "skipped" (a dry run), "failed" (for good) or "retry"; metrics.Registry
+// implements it.
+type RunMetrics interface {
+	SyncRun(outcome string)
 }
 
 // Scheduler fires due list schedules, once per due time across the fleet, and runs
@@ -214,6 +223,13 @@ func (s *Scheduler) runLeased(ctx, runCtx context.Context, log *slog.Logger, r *
 	}
 	if err != nil {
 		log.WarnContext(ctx, "list sync run failed", slog.String("run", r.ID), slog.Int("attempt", r.Attempts), slog.String("status", string(r.Status)), slog.String("error", err.Error()))
+	}
+	if s.cfg.Metrics != nil {
+		outcome := "retry"
+		if r.FinishedAt != nil {
+			outcome = strings.ToLower(string(r.Status))
+		}
+		s.cfg.Metrics.SyncRun(outcome)
 	}
 	if err := s.cfg.Store.FinishRun(context.WithoutCancel(ctx), r); err != nil && !errors.Is(err, store.ErrFenced) {
 		log.WarnContext(ctx, "scheduler cannot record a run's outcome", slog.String("run", r.ID), slog.String("error", err.Error()))

@@ -66,8 +66,9 @@ func TestFailedRunRetriesWithBackoffThenFails(t *testing.T) {
 	}
 	clients := &engine.CRMClients{Secret: st.CRMClientSecret, Tune: func(c *dataverse.Config) { c.MaxRetries = -1 }}
 	r, keys := queuetest.Open(t)
+	m := newFakeMetrics()
 	sched, err := engine.NewScheduler(engine.SchedulerConfig{Store: st, Jobs: queue.NewJobs(r.Client, keys, 5*time.Second), Seen: queue.NewRunSets(r.Client, keys),
-		CRM: clients, MaxAttempts: 3, Backoff: time.Minute, Now: clock, Logger: slog.New(slog.DiscardHandler)})
+		CRM: clients, MaxAttempts: 3, Backoff: time.Minute, Now: clock, Metrics: m, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,5 +109,12 @@ func TestFailedRunRetriesWithBackoffThenFails(t *testing.T) {
 	got, _ = st.Run(ctx, "acme", run.ID)
 	if got.Status != store.RunFailed || got.Attempts != 3 || got.Error == nil || got.FinishedAt == nil {
 		t.Fatalf("a run that keeps failing: %+v; want FAILED after 3 attempts with the reason", got)
+	}
+	// The metrics count every attempt that ran to its end (the tick before the
+	// backoff passed ran none).
+	for outcome, want := range map[string]int{"retry": 3, "applied": 1, "failed": 1, "skipped": 0} {
+		if n := m.get(m.runs, outcome); n != want {
+			t.Errorf("sync runs %q counted %d times, want %d (all: %v)", outcome, n, want, m.runs)
+		}
 	}
 }

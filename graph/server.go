@@ -69,6 +69,9 @@ type Config struct {
 	// QueryCache keeps automatic persisted queries (shared through Redis in
 	// production); nil turns them off.
 	QueryCache graphql.Cache[string]
+	// Metrics records each operation's latency by type and outcome; nil
+	// records nothing.
+	Metrics Metrics
 	// Logger receives resolver failures; default slog.Default().
 	Logger *slog.Logger
 }
@@ -103,6 +106,9 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	if cfg.QueryCache != nil {
 		srv.Use(extension.AutomaticPersistedQuery{Cache: cfg.QueryCache})
+	}
+	if cfg.Metrics != nil {
+		srv.Use(operationMetrics{m: cfg.Metrics})
 	}
 	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))

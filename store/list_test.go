@@ -350,3 +350,19 @@ func TestRunRetentionKeepsPendingAndRecentRuns(t *testing.T) {
 		t.Errorf("second pass removed %d", n)
 	}
 }
+
+// TestListMemberSubscribersHaveTheirTimes: a subscriber a list sync creates has
+// its creation and update times (the API's non-null updatedAt).
+func TestListMemberSubscribersHaveTheirTimes(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	l, g := listFixture(t, s)
+	if _, err := s.ApplyListMembers(ctx, l, false, []store.CRMMember{contactMember("c-times", "times@example.de")}, applyName("T")); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := s.SubscriberByEmail(ctx, "t1", g.ID, "times@example.de")
+	if err != nil || sub.CreatedAt.IsZero() || sub.UpdatedAt.IsZero() {
+		t.Fatalf("subscriber from a list: %+v, %v", sub, err)
+	}
+}

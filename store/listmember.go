@@ -175,7 +175,7 @@ func (s *Store) ApplyListMembers(ctx context.Context, l *MarketingList, dry bool
 				continue
 			}
 			sub = &Subscriber{ID: uuid.Must(uuid.NewV7()).String(), Tenant: g.Tenant, GroupID: g.ID, Email: m.Email, Fields: map[string]any{},
-				Language: defaultLang, SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now}
+				Language: defaultLang, SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now, UpdatedAt: now}
 			sub.SetStamp("email", now, SideCRM)
 			o.Created = true
 			pendingNew[m.Email] = sub

@@ -47,7 +47,7 @@ func (s *Store) AddSubscriber(ctx context.Context, g *Group, email string, in Si
 	}
 	now := s.now().UTC()
 	sub = &Subscriber{ID: uuid.Must(uuid.NewV7()).String(), Tenant: g.Tenant, GroupID: g.ID, Email: email, Fields: map[string]any{},
-		Language: uc.defaultLang, SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now}
+		Language: uc.defaultLang, SubscriptionState: Subscribed, DoubleOptInStatus: OptInUnknown, CreatedAt: now, UpdatedAt: now}
 	sub.SetStamp("email", now, SideEMS)
 	in.applyTo(sub, now, uc)
 	cid := claimID(g.Tenant, g.ID, email)

@@ -25,6 +25,7 @@ type committer struct {
 	maxBatch int
 	timeout  time.Duration
 	logger   *slog.Logger
+	metrics  Metrics // optional
 
 	queue chan *pending
 	// publishes carries stored groups to the publisher goroutine, so a slow or
@@ -144,6 +145,9 @@ func (c *committer) commit(batch []*pending) {
 			p.done <- commitResult{err: err}
 		}
 		return
+	}
+	if c.metrics != nil {
+		c.metrics.IngestBatch(len(batch))
 	}
 	var entries []queue.Entry
 	for i, p := range batch {

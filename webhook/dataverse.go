@@ -43,6 +43,9 @@ type Config struct {
 	QueueSize int
 	// MaxBatch is the most events one InsertMany stores; default 256.
 	MaxBatch int
+	// Metrics counts the calls by connection and status and records the group
+	// commits' sizes; nil counts nothing.
+	Metrics Metrics
 	// Logger receives one line per refused or failed call; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
@@ -78,7 +81,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Gateway{cfg: cfg, commit: newCommitter(cfg.Inbox, cfg.Publisher, cfg.QueueSize, cfg.MaxBatch, cfg.StoreTimeout, cfg.Logger)}, nil
+	commit := newCommitter(cfg.Inbox, cfg.Publisher, cfg.QueueSize, cfg.MaxBatch, cfg.StoreTimeout, cfg.Logger)
+	commit.metrics = cfg.Metrics
+	return &Gateway{cfg: cfg, commit: commit}, nil
 }
 
 // Start launches the group commit.
@@ -94,7 +99,9 @@ func (g *Gateway) Stop(ctx context.Context) error { return g.commit.shutdown(ctx
 func (g *Gateway) Queued() int { return len(g.commit.queue) }
 
 // Dataverse returns the handler for POST /webhooks/dataverse/{connectionId}.
-func (g *Gateway) Dataverse() http.Handler { return &dataverseHandler{cfg: g.cfg, commit: g.commit} }
+func (g *Gateway) Dataverse() http.Handler {
+	return metered(g.cfg.Metrics, RouteDataverse, &dataverseHandler{cfg: g.cfg, commit: g.commit})
+}
 
 type dataverseHandler struct {
 	cfg    Config
@@ -119,6 +126,7 @@ func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	authenticated(w, conn.ID)
 	ec, err := dataverse.Decode(body)
 	if err != nil {
 		log.InfoContext(ctx, "webhook refused", slog.String("reason", err.Error()))

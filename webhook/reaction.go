@@ -35,7 +35,7 @@ type ReactionSecrets interface {
 // Reactions returns the handler for POST /webhooks/reactions/{connectionId}. Its
 // inbox must also provide the connection's reaction secret.
 func (g *Gateway) Reactions() http.Handler {
-	return &reactionHandler{cfg: g.cfg, commit: g.commit}
+	return metered(g.cfg.Metrics, RouteReactions, &reactionHandler{cfg: g.cfg, commit: g.commit})
 }
 
 type reactionHandler struct {
@@ -73,6 +73,7 @@ func (h *reactionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "")
 		return
 	}
+	authenticated(w, conn.ID)
 	re, field, reason := decodeReaction(body)
 	if field != "" {
 		writeError(w, http.StatusBadRequest, "invalid reaction", field+": "+reason)

@@ -18,6 +18,7 @@ const usage = `crmsync keeps Dynamics 365 / Dataverse and the email-marketing su
 
 Usage:
   crmsync serve                       run the service (embedded store and Redis when nothing is configured)
+  crmsync serve --demo                the same, plus the Dataverse emulator and a seeded demo tenant; prints curl lines that show the loop
   crmsync token --tenant T --role R   mint a JWT signed with the secret serve uses
   crmsync store-server --addr A       run the embedded MongoDB-compatible server on its own
   crmsync dataverse-emulator --addr A run an in-memory Dataverse (Web API + token endpoint); -h shows curl examples

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"crmsync/auth"
+	"crmsync/dataverse"
 	"crmsync/engine"
 	"crmsync/graph"
 	"crmsync/mail"
@@ -26,6 +27,7 @@ import (
 // then the engine, then Redis and the store.
 func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
+	demo := fs.Bool("demo", false, "also run the Dataverse emulator with a seeded demo tenant, connection and list, and print curl lines that show a change travelling each way")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,6 +36,9 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	if *demo {
+		return serveDemo(ctx, cfg, logger, stdout)
+	}
 	return serve(ctx, cfg, logger, stdout, nil)
 }
 
@@ -60,8 +65,10 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	keys := queue.NewKeys(cfg.RedisPrefix)
 	stream := queue.NewEventStream(rdb.Client, keys, queue.DefaultPartitions)
 	notices := queue.NewNotifier(rdb.Client, keys)
+	// One registry for GET /metrics, which every component reports to.
+	reg := newMetrics(st, stream)
 	// One set of Web API clients, so every component shares the token caches.
-	crm := &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger}
+	crm := &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger, Tune: func(c *dataverse.Config) { c.Observer = reg }}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return &configError{"CRMSYNC_ADDR", err.Error()}
@@ -88,7 +95,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	}
 	campaigns, err := engine.NewCampaigns(engine.CampaignsConfig{
 		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Tokens: tokens, PublicURL: publicURL, SMTP: smtp, CRM: crm,
-		Publisher: stream, Interval: cfg.CampaignInterval, Logger: logger,
+		Publisher: stream, Interval: cfg.CampaignInterval, Metrics: reg, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -96,7 +103,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	eng, err := engine.New(engine.Config{
 		Store: st, Stream: stream, Leases: queue.NewLeases(rdb.Client, keys, cfg.LeaseTTL), LeaseTTL: cfg.LeaseTTL,
 		SweepInterval: cfg.RecoveryInterval, ClaimIdle: max(2*cfg.RecoveryInterval, time.Second),
-		Retention: cfg.InboxRetention, CRM: crm, Notices: notices, Campaigns: campaigns, Logger: logger,
+		Retention: cfg.InboxRetention, CRM: crm, Notices: notices, Campaigns: campaigns, Metrics: reg, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -133,7 +140,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	// List syncs run under a fenced job lease per list, once per due time in the fleet.
 	lists := &engine.Lists{Store: st, API: crm, Now: time.Now}
 	scheduler, err := engine.NewScheduler(engine.SchedulerConfig{
-		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Seen: queue.NewRunSets(rdb.Client, keys), CRM: crm, Retention: cfg.InboxRetention, Interval: cfg.SchedulerInterval, Logger: logger,
+		Store: st, Jobs: queue.NewJobs(rdb.Client, keys, cfg.LeaseTTL), Seen: queue.NewRunSets(rdb.Client, keys), CRM: crm, Retention: cfg.InboxRetention, Interval: cfg.SchedulerInterval, Metrics: reg, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -184,7 +191,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		return err
 	}
 
-	gateway, err := webhook.New(webhook.Config{Inbox: st, Publisher: stream, Logger: logger})
+	gateway, err := webhook.New(webhook.Config{Inbox: st, Publisher: stream, Metrics: reg, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -213,7 +220,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("GET /forms/thanks", formRoutes.Thanks())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
 		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns, Registrar: &engine.Registrar{Store: st, CRM: crm, PublicURL: publicURL},
-		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Logger: logger,
+		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Metrics: reg, Logger: logger,
 	}))
 	if !cfg.Production {
 		mux.Handle("GET /graphiql", graph.GraphiQLHandler())
@@ -222,6 +229,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.Handle("GET /readyz", readyHandler(st, rdb))
+	mux.Handle("GET /metrics", reg.Handler())
 
 	srv := &http.Server{
 		Handler:           mux,
