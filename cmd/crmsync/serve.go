@@ -20,6 +20,7 @@ import (
 	"crmsync/mail"
 	"crmsync/queue"
 	"crmsync/store"
+	"crmsync/ui"
 	"crmsync/webhook"
 )
 
@@ -225,6 +226,10 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	if !cfg.Production {
 		mux.Handle("GET /graphiql", graph.GraphiQLHandler())
 	}
+	// The status dashboard: static files that call /graphql with the user's token.
+	dashboard := ui.Handler()
+	mux.Handle("/ui/", dashboard)
+	mux.Handle("/ui", dashboard)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
