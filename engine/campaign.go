@@ -169,26 +169,6 @@ func (c *Campaigns) scheduleDraft(ctx context.Context, tenant, id, campaignID, a
 	return c.cfg.Store.ScheduleDraft(ctx, tenant, id, campaignID, activityID, c.cfg.Now().UTC())
 }
 
-// Stats are a send's delivery counts and reaction counts.
-type Stats struct {
-	Sent, Opens, Clicks, Bounces, Unsubscribes, Complaints int
-}
-
-// SendStats counts a send's reactions (each stored once, so the counts are exact
-// under concurrent reactions) beside its delivery counts.
-func SendStats(ctx context.Context, st *store.Store, cs *store.CampaignSend) (Stats, error) {
-	n, err := st.ReactionCounts(ctx, cs.Tenant, cs.ID)
-	if err != nil {
-		return Stats{}, err
-	}
-	return Stats{
-		Sent: cs.Sent, Opens: n[store.ReactionOpen], Clicks: n[store.ReactionClick],
-		// Refusals at delivery are bounce reactions too (Campaigns.bounced).
-		Bounces:      n[store.ReactionBounce],
-		Unsubscribes: n[store.ReactionUnsubscribe], Complaints: n[store.ReactionComplaint],
-	}, nil
-}
-
 func logSend(log *slog.Logger, cs *store.CampaignSend) *slog.Logger {
 	return log.With(slog.String("tenant", cs.Tenant), slog.String("campaignSend", cs.ID))
 }

@@ -128,14 +128,6 @@ func (s *countingSender) Send(ctx context.Context, m *mail.Message) error {
 
 func (s *countingSender) Close() error { return nil }
 
-func emails(n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("r%02d@x.test", i)
-	}
-	return out
-}
-
 // TestSendThatCrashesResumesWithoutDuplicates: a runner stopped in the middle of
 // a page leaves the messages it claimed; the next attempt sends every other
 // recipient and none of those twice, counting the interrupted ones unconfirmed.
@@ -321,7 +313,7 @@ func BenchmarkSendOverSMTP(b *testing.B) {
 	const recipients = 10000
 	for range b.N {
 		b.StopTimer()
-		f := newCampaignFixture(b, emailsN(recipients)...)
+		f := newCampaignFixture(b, emails(recipients)...)
 		smtp := mailtest.Start(b, false)
 		cfg, err := mail.ParseSMTPURL(smtp.URL)
 		if err != nil {
@@ -368,7 +360,8 @@ func samplePeakHeap() func() uint64 {
 	return func() uint64 { close(done); <-stopped; return peak }
 }
 
-func emailsN(n int) []string {
+// emails are n distinct addresses.
+func emails(n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("r%05d@x.test", i)

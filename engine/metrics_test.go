@@ -63,7 +63,7 @@ func TestStepMetrics(t *testing.T) {
 func TestCampaignMessageMetrics(t *testing.T) {
 	t.Parallel()
 	f := newCampaignFixture(t, emails(5)...)
-	sender := &countingSender{got: map[string]int{}, refuse: map[string]error{"r03@x.test": &mail.Rejected{Code: 550, Enhanced: "5.1.1", Msg: "no such user"}}}
+	sender := &countingSender{got: map[string]int{}, refuse: map[string]error{emails(5)[3]: &mail.Rejected{Code: 550, Enhanced: "5.1.1", Msg: "no such user"}}}
 	m := newFakeMetrics()
 	c := f.runner(t, sender, func(cfg *engine.CampaignsConfig) { cfg.Metrics = m })
 	cs := f.runUntilDone(t, c, f.send(t, c).ID)

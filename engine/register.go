@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -96,7 +97,7 @@ func (r *Registrar) Register(ctx context.Context, conn *store.Connection, opt Re
 	}
 	creds, err := r.Store.WebhookCredentials(conn)
 	if err != nil || len(creds) == 0 {
-		return nil, fmt.Errorf("open the connection's webhook credential: %w", cmpErr(err, errors.New("none")))
+		return nil, fmt.Errorf("open the connection's webhook credential: %w", cmp.Or(err, errors.New("none")))
 	}
 	cred := creds[0]
 	plan := &RegistrationPlan{WebhookURL: strings.TrimRight(r.PublicURL, "/") + "/webhooks/dataverse/" + conn.ID}
@@ -203,13 +204,6 @@ func (r *Registrar) now() time.Time {
 		return r.Now().UTC()
 	}
 	return time.Now().UTC()
-}
-
-func cmpErr(err, def error) error {
-	if err != nil {
-		return err
-	}
-	return def
 }
 
 // record keeps the outcome on the connection (the API's registration field).

@@ -33,7 +33,8 @@ func sendRequest(c *auth.Caller, in model.SendCampaignInput) (SendRequest, error
 }
 
 // sendStats counts a send's reactions (each stored once, so the counts are exact
-// under concurrent reactions) beside its delivery count, as engine.SendStats does.
+// under concurrent reactions) beside its delivery count. Refusals at delivery are
+// bounce reactions too (the engine queues one per hard bounce).
 func sendStats(ctx context.Context, st *store.Store, cs *store.CampaignSend) (*model.CampaignStats, error) {
 	n, err := st.ReactionCounts(ctx, cs.Tenant, cs.ID)
 	if err != nil {

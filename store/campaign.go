@@ -1,10 +1,12 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -411,16 +413,8 @@ func (s *Store) Recipients(ctx context.Context, sendID string, from, to int) ([]
 	if err := s.findIn(ctx, colRecipients, ids, &out); err != nil {
 		return nil, err
 	}
-	sortBySeq(out)
+	slices.SortFunc(out, func(a, b *CampaignRecipient) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
-}
-
-func sortBySeq(rs []*CampaignRecipient) {
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && rs[j].Seq < rs[j-1].Seq; j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
 }
 
 // Messages loads the messages with the given ids (those claimed so far).

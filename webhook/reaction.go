@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"crmsync/mail"
 	"crmsync/store"
 )
 
@@ -111,12 +112,7 @@ const (
 
 // verifySignature checks a Standard Webhooks signature; it fails closed.
 func verifySignature(secret, id, ts, sigHeader string, body []byte, now time.Time) bool {
-	keyB64, ok := strings.CutPrefix(secret, "whsec_")
-	if !ok || id == "" || ts == "" || sigHeader == "" {
-		return false
-	}
-	key, err := base64.StdEncoding.DecodeString(keyB64)
-	if err != nil || len(key) == 0 {
+	if id == "" || sigHeader == "" {
 		return false
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
@@ -127,31 +123,17 @@ func verifySignature(secret, id, ts, sigHeader string, body []byte, now time.Tim
 	if at.Before(now.Add(-ReactionTolerance)) || at.After(now.Add(ReactionTolerance)) {
 		return false
 	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "." + ts + "."))
-	mac.Write(body)
-	want := mac.Sum(nil)
+	want, err := mail.Sign(secret, id, at, body) // "v1,<base64 HMAC-SHA256 of id.timestamp.body>"
+	if err != nil {
+		return false // no secret, or not a Standard Webhooks one
+	}
 	matched := false
 	for _, sig := range strings.Fields(sigHeader) {
-		v, b64, ok := strings.Cut(sig, ",")
-		if !ok || v != "v1" {
-			continue
-		}
-		got, err := base64.StdEncoding.DecodeString(b64)
-		if err == nil && hmac.Equal(got, want) {
+		if hmac.Equal([]byte(sig), []byte(want)) {
 			matched = true
 		}
 	}
 	return matched
-}
-
-// SignReaction signs a reaction body as a sending engine does; tests and the demo use it.
-func SignReaction(secret, id string, ts time.Time, body []byte) string {
-	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(id + "." + strconv.FormatInt(ts.Unix(), 10) + "."))
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // decodeReaction parses and checks a reaction body; field names what is wrong.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"crmsync/mail"
 	"crmsync/store"
 	"crmsync/webhook"
 )
@@ -21,7 +22,7 @@ func signed(id string, ts time.Time, body string, secret string) http.Header {
 	return http.Header{
 		"Webhook-Id":        {id},
 		"Webhook-Timestamp": {strconv.FormatInt(ts.Unix(), 10)},
-		"Webhook-Signature": {webhook.SignReaction(secret, id, ts, []byte(body))},
+		"Webhook-Signature": {mustSign(secret, id, ts, []byte(body))},
 	}
 }
 
@@ -95,4 +96,13 @@ func TestReactions(t *testing.T) {
 			t.Errorf("stored %+v", ev)
 		}
 	}
+}
+
+// mustSign signs a reaction as a sending engine does (Standard Webhooks).
+func mustSign(secret, id string, ts time.Time, body []byte) string {
+	sig, err := mail.Sign(secret, id, ts, body)
+	if err != nil {
+		panic(err)
+	}
+	return sig
 }
