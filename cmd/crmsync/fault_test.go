@@ -46,32 +46,42 @@ func startProcess(t testing.TB, env map[string]string) *proc {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	return startChild(t, cmd, "crmsync listening on ")
+}
+
+// startChild starts cmd and waits for the line of its standard output that begins
+// with ready; the rest of that line is the child's address. The child is killed
+// when the test ends.
+func startChild(t testing.TB, cmd *exec.Cmd, ready string) *proc {
+	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = testWriter{t}
+	if cmd.Stderr == nil {
+		cmd.Stderr = testWriter{t}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{cmd: cmd, done: make(chan struct{})}
-	ready := make(chan string, 1)
+	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			if base, ok := strings.CutPrefix(sc.Text(), "crmsync listening on "); ok {
-				ready <- base
+			if base, ok := strings.CutPrefix(sc.Text(), ready); ok {
+				addr <- base
 			}
 		}
 	}()
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.kill)
 	select {
-	case p.base = <-ready:
+	case p.base = <-addr:
 	case <-p.done:
-		t.Fatal("crmsync serve exited before it was ready")
+		t.Fatalf("%s exited before it was ready", strings.Join(cmd.Args, " "))
 	case <-time.After(60 * time.Second):
-		t.Fatal("crmsync serve did not become ready")
+		t.Fatalf("%s did not become ready", strings.Join(cmd.Args, " "))
 	}
 	return p
 }
