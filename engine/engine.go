@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
 	"crmsync/dataverse"
+	"crmsync/logctx"
 	"crmsync/queue"
 	"crmsync/store"
 )
@@ -58,7 +60,9 @@ type Config struct {
 	Campaigns *Campaigns
 	// Metrics records how long each event's steps took; nil records nothing.
 	Metrics StepMetrics
-	// Logger receives one line per failed event; default slog.Default().
+	// Logger receives a line per failed event (Warn), per event applied with
+	// warnings (Info) and per event applied (Debug), each with the event's
+	// attributes in its context (logctx); default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -279,10 +283,11 @@ func (e *Engine) handleAll(ctx context.Context, log *slog.Logger, msgs []queue.M
 		if inRun[m.EventID] {
 			flush() // the same event twice in one read: the second sees the first's outcome
 		}
-		j, ack := e.load(ctx, log, m, conns)
+		mctx := logctx.With(ctx, slog.String(logctx.Event, m.EventID))
+		j, ack := e.load(mctx, log, m, conns)
 		if j == nil {
 			if ack {
-				e.ack(ctx, log, m)
+				e.ack(mctx, log, m)
 			}
 			continue
 		}
@@ -295,8 +300,8 @@ func (e *Engine) handleAll(ctx context.Context, log *slog.Logger, msgs []queue.M
 			continue
 		}
 		flush()
-		if e.handle(ctx, j) {
-			e.ack(ctx, log, m)
+		if jctx := j.logContext(mctx); e.handle(jctx, j) {
+			e.ack(jctx, log, m)
 		}
 	}
 	flush()
@@ -311,6 +316,33 @@ type job struct {
 	key   StepKey
 	err   error
 	log   *slog.Logger
+	// attrs are the log attributes of the lines about the event.
+	attrs []slog.Attr
+}
+
+// logContext gives ctx the attributes of the job's event, which every line
+// logged with it then carries, down to the Web API client's retries.
+func (j *job) logContext(ctx context.Context) context.Context {
+	return logctx.With(ctx, j.attrs...)
+}
+
+// eventAttrs are the log attributes of the lines about an inbox event.
+func eventAttrs(ev *store.InboxEvent) []slog.Attr {
+	return []slog.Attr{
+		slog.String(logctx.Tenant, ev.Tenant), slog.String(logctx.Connection, ev.ConnectionID),
+		slog.String(logctx.Event, ev.ID), slog.String(logctx.Correlation, ev.CorrelationID),
+		slog.String(logctx.Message, ev.Message), slog.String(logctx.Entity, ev.Entity),
+	}
+}
+
+// sharedAttrs are the log attributes the events of jobs have in common: all of
+// the event's when there is one, for lines about all of them together.
+func sharedAttrs(jobs []*job) []slog.Attr {
+	shared := slices.Clone(jobs[0].attrs)
+	for _, j := range jobs[1:] {
+		shared = slices.DeleteFunc(shared, func(a slog.Attr) bool { return !slices.ContainsFunc(j.attrs, a.Equal) })
+	}
+	return shared
 }
 
 // batchStep is the step that may apply this job together with others: the one
@@ -331,7 +363,6 @@ func (j *job) batchStep(r *Registry) BatchStep {
 // nothing to process, with ack saying whether the entry is done with: a missing or
 // already finished event is; one the store could not give is not.
 func (e *Engine) load(ctx context.Context, log *slog.Logger, m queue.Message, conns map[string]*store.Connection) (j *job, ack bool) {
-	log = log.With(slog.String("event", m.EventID))
 	ev, err := e.cfg.Store.InboxEvent(ctx, m.EventID)
 	if errors.Is(err, store.ErrNotFound) {
 		log.WarnContext(ctx, "stream names an event the store does not have")
@@ -344,13 +375,14 @@ func (e *Engine) load(ctx context.Context, log *slog.Logger, m queue.Message, co
 	if ev.Status != store.InboxPending {
 		return nil, true // done before: a duplicate entry
 	}
-	j = &job{msg: m, inbox: ev, log: log.With(slog.String("tenant", ev.Tenant), slog.String("connection", ev.ConnectionID))}
+	j = &job{msg: m, inbox: ev, log: log}
 	j.event, j.key, j.err = e.prepare(ctx, ev, conns)
+	j.attrs = eventAttrs(ev) // after prepare, which knows the correlation id of events stored without it
 	return j, false
 }
 
 // handle runs a job's steps one event at a time and reports whether its stream
-// entry is done with.
+// entry is done with; ctx carries the job's log attributes.
 func (e *Engine) handle(ctx context.Context, j *job) (ack bool) {
 	if j.err != nil {
 		return e.finish(ctx, j, j.err)
@@ -387,7 +419,7 @@ func (e *Engine) applyBatch(ctx context.Context, log *slog.Logger, step BatchSte
 		evs[i] = j.event
 	}
 	start := time.Now()
-	errs := step.ApplyBatch(ctx, evs)
+	errs := step.ApplyBatch(logctx.With(ctx, sharedAttrs(jobs)...), evs)
 	each := time.Since(start) / time.Duration(len(jobs)) // the events share the batch's time
 	var done []queue.Message
 	for i, j := range jobs {
@@ -399,7 +431,7 @@ func (e *Engine) applyBatch(ctx context.Context, log *slog.Logger, step BatchSte
 			err = fmt.Errorf("step %s: %w", j.key, errs[i])
 		}
 		e.observeSteps(j.key, 1, err, each)
-		if e.finish(ctx, j, err) {
+		if e.finish(j.logContext(ctx), j, err) {
 			done = append(done, j.msg)
 		}
 	}
@@ -409,7 +441,8 @@ func (e *Engine) applyBatch(ctx context.Context, log *slog.Logger, step BatchSte
 }
 
 // finish stores the outcome of a job — processed with its warnings, pending for a
-// retry, or failed — and reports whether its stream entry is done with.
+// retry, or failed for good (a dead letter) — logs it, and reports whether its
+// stream entry is done with; ctx carries the job's log attributes.
 func (e *Engine) finish(ctx context.Context, j *job, err error) (ack bool) {
 	attempts := j.inbox.Attempts + 1
 	status, lastErr := store.InboxProcessed, ""
@@ -418,15 +451,23 @@ func (e *Engine) finish(ctx context.Context, j *job, err error) (ack bool) {
 	}
 	if err != nil {
 		lastErr = err.Error()
+		msg := "event failed"
 		status = store.InboxPending
 		if isPermanent(err) || attempts >= e.cfg.MaxAttempts {
-			status = store.InboxFailed
+			status, msg = store.InboxFailed, "event dead-lettered"
 		}
-		j.log.WarnContext(ctx, "event failed", slog.Int("attempt", attempts), slog.String("status", string(status)), slog.String("error", lastErr))
+		j.log.WarnContext(ctx, msg, slog.Int("attempt", attempts), slog.String("status", string(status)), slog.String("error", lastErr))
 	}
 	if err := e.cfg.Store.FinishInboxEvent(ctx, j.inbox.ID, status, attempts, lastErr); err != nil {
 		j.log.WarnContext(ctx, "engine cannot record the outcome", slog.String("error", err.Error()))
 		return false
+	}
+	switch {
+	case err != nil:
+	case lastErr != "":
+		j.log.InfoContext(ctx, "event applied with warnings", slog.Int("attempt", attempts), slog.String("warnings", lastErr))
+	default:
+		j.log.DebugContext(ctx, "event applied", slog.Int("attempt", attempts))
 	}
 	e.announce(ctx, j)
 	return status != store.InboxPending
@@ -443,9 +484,10 @@ func (e *Engine) announce(ctx context.Context, j *job) {
 	}
 }
 
+// ack acknowledges one entry; ctx carries its event's log attributes.
 func (e *Engine) ack(ctx context.Context, log *slog.Logger, m queue.Message) {
 	if err := e.cfg.Stream.Ack(ctx, m); err != nil {
-		log.WarnContext(ctx, "engine cannot acknowledge", slog.String("event", m.EventID), slog.String("error", err.Error()))
+		log.WarnContext(ctx, "engine cannot acknowledge", slog.String("error", err.Error()))
 	}
 }
 
@@ -497,6 +539,7 @@ func (e *Engine) context(ctx context.Context, ev *store.InboxEvent) (*dataverse.
 	if err != nil {
 		return nil, Permanent(fmt.Errorf("decode event: %w", err))
 	}
+	ev.CorrelationID = cmp.Or(ev.CorrelationID, ec.CorrelationID) // stored before events kept it
 	if ev.SizeExceeded {
 		ec.MarkSizeExceeded()
 	}

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -54,7 +55,7 @@ func (b *bundle) start(t *testing.T, cfg engine.Config) {
 	t.Helper()
 	cfg.Store, cfg.Stream, cfg.Leases, cfg.LeaseTTL = b.store, b.stream, b.leases, 2*time.Second
 	cfg.Block = 50 * time.Millisecond
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError})))
 	e, err := engine.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"crmsync/dataverse"
+	"crmsync/logctx"
 	"crmsync/queue"
 	"crmsync/store"
 )
@@ -76,13 +78,22 @@ func (o *Outbox) queue(ctx context.Context, tenant, groupID, message, entity str
 	if o.Now != nil {
 		now = o.Now
 	}
+	// The events of one change are correlated with the work it was made in (an
+	// event being handled, a request that put its id in ctx), else with the
+	// change's first event.
+	var corr string
+	if v, ok := logctx.Lookup(ctx, logctx.Correlation); ok {
+		corr = v.String()
+	}
 	evs := make([]*store.InboxEvent, len(ids))
 	entries := make([]queue.Entry, len(ids))
 	for i, id := range ids {
+		evID := "ems-" + uuid.Must(uuid.NewV7()).String()
+		corr = cmp.Or(corr, evID)
 		evs[i] = &store.InboxEvent{
-			ID: "ems-" + uuid.Must(uuid.NewV7()).String(), Tenant: tenant, ConnectionID: g.ConnectionID, Source: SourceEMS,
+			ID: evID, Tenant: tenant, ConnectionID: g.ConnectionID, Source: SourceEMS,
 			Message: message, Entity: entity, RecordID: id, Stage: dataverse.StagePostOperation,
-			Body: "{}", ReceivedAt: now().UTC(),
+			CorrelationID: corr, Body: "{}", ReceivedAt: now().UTC(),
 		}
 		entries[i] = queue.Entry{EventID: evs[i].ID, Key: evs[i].PartitionKey()}
 	}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
 	"crmsync/dataverse"
+	"crmsync/logctx"
 	"crmsync/store"
 )
 
@@ -121,6 +123,8 @@ func (it *item) warn(msg string) {
 
 // syncConnection brings the subscribers of one connection's events to its CRM.
 func (w *OutboxWriter) syncConnection(ctx context.Context, conn *store.Connection, items []*item) {
+	// The writes serve many events; the lines about them name the connection.
+	ctx = logctx.With(ctx, slog.String(logctx.Tenant, conn.Tenant), slog.String(logctx.Connection, conn.ID))
 	items = w.load(ctx, conn, items)
 	if len(items) == 0 {
 		return

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"crmsync/dataverse"
+	"crmsync/logctx"
 	"crmsync/queue"
 	"crmsync/store"
 )
@@ -165,14 +166,14 @@ func (s *Sweeper) sweepDue(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		res, err := s.SweepConnection(ctx, conn)
-		clog := log.With(slog.String("tenant", conn.Tenant), slog.String("connection", conn.ID),
-			slog.Int("read", res.Read), slog.Int("queued", res.Queued))
+		cctx := logctx.With(ctx, slog.String(logctx.Tenant, conn.Tenant), slog.String(logctx.Connection, conn.ID))
+		res, err := s.SweepConnection(cctx, conn)
+		clog := log.With(slog.Int("read", res.Read), slog.Int("queued", res.Queued))
 		switch {
 		case err != nil:
-			clog.WarnContext(ctx, "sweep failed", slog.String("error", err.Error()))
+			clog.WarnContext(cctx, "sweep failed", slog.String("error", err.Error()))
 		case res.Queued > 0:
-			clog.InfoContext(ctx, "sweep found changes")
+			clog.InfoContext(cctx, "sweep found changes")
 		}
 	}
 }

@@ -33,6 +33,10 @@ type InboxEvent struct {
 	Entity       string `bson:"entity"`
 	RecordID     string `bson:"recordId"`
 	Stage        int    `bson:"stage"`
+	// CorrelationID ties the event to the work that caused it, for the logs:
+	// Dataverse's CorrelationId, a reaction's webhook-id, or what an eMS-side
+	// change was made under. Empty when nothing is known.
+	CorrelationID string `bson:"correlationId,omitempty"`
 	// Body is the call's body. It is kept in a collection of its own (inboxBodies)
 	// so that scans of the inbox (the recovery sweep, the ledger) stay light; the
 	// engine loads it with InboxEventBody.

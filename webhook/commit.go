@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"crmsync/logctx"
 	"crmsync/queue"
 	"crmsync/store"
 )
@@ -28,10 +29,11 @@ type committer struct {
 	metrics  Metrics // optional
 
 	queue chan *pending
-	// publishes carries stored groups to the publisher goroutine, so a slow or
-	// absent Redis never holds up the next commit. When it is full the group is
-	// dropped: its events are stored, and the recovery sweep publishes them.
-	publishes chan []queue.Entry
+	// publishes carries the new events of stored groups to the publisher
+	// goroutine, so a slow or absent Redis never holds up the next commit. When it
+	// is full the group is dropped: its events are stored, and the recovery sweep
+	// publishes them.
+	publishes chan []*store.InboxEvent
 	mu        sync.RWMutex // guards stopped against submit racing Stop
 	stop      chan struct{}
 	done      chan struct{}
@@ -53,7 +55,7 @@ func newCommitter(inbox Inbox, pub Publisher, queueSize, maxBatch int, timeout t
 	return &committer{
 		inbox: inbox, pub: pub, maxBatch: maxBatch, timeout: timeout, logger: logger,
 		queue: make(chan *pending, queueSize), stop: make(chan struct{}), done: make(chan struct{}),
-		publishes: make(chan []queue.Entry, 64),
+		publishes: make(chan []*store.InboxEvent, 64),
 	}
 }
 
@@ -87,11 +89,14 @@ func (c *committer) run() {
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
-		for entries := range c.publishes {
+		for evs := range c.publishes {
+			entries := make([]queue.Entry, len(evs))
+			for i, ev := range evs {
+				entries[i] = queue.Entry{EventID: ev.ID, Key: ev.PartitionKey()}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			if err := c.pub.Publish(ctx, entries...); err != nil {
-				c.logger.Warn("events stored but not published; the recovery sweep will publish them",
-					slog.Int("count", len(entries)), slog.String("error", err.Error()))
+				c.warn("events stored but not published; the recovery sweep will publish them", evs, slog.String("error", err.Error()))
 			}
 			cancel()
 		}
@@ -149,10 +154,12 @@ func (c *committer) commit(batch []*pending) {
 	if c.metrics != nil {
 		c.metrics.IngestBatch(len(batch))
 	}
-	var entries []queue.Entry
+	var stored []*store.InboxEvent
 	for i, p := range batch {
 		if !dup[i] {
-			entries = append(entries, queue.Entry{EventID: p.ev.ID, Key: p.ev.PartitionKey()})
+			ev := *p.ev
+			ev.Body = "" // the publisher needs its id, key and log attributes, not its body
+			stored = append(stored, &ev)
 		}
 	}
 	// Answer first: the events are durable. A publish that fails is made good by the
@@ -160,13 +167,36 @@ func (c *committer) commit(batch []*pending) {
 	for i, p := range batch {
 		p.done <- commitResult{dup: dup[i]}
 	}
-	if len(entries) == 0 {
+	if len(stored) == 0 {
 		return
 	}
 	select {
-	case c.publishes <- entries:
+	case c.publishes <- stored:
 	default:
-		c.logger.Warn("publisher is behind; the recovery sweep will publish these events", slog.Int("count", len(entries)))
+		c.warn("publisher is behind; the recovery sweep will publish these events", stored)
+	}
+}
+
+// warn logs a line about stored events once per connection they came through,
+// with the connection's attributes, and the event's own when it is the only one.
+func (c *committer) warn(msg string, evs []*store.InboxEvent, attrs ...slog.Attr) {
+	type conn struct{ tenant, id string }
+	var order []conn
+	byConn := map[conn][]*store.InboxEvent{}
+	for _, ev := range evs {
+		k := conn{ev.Tenant, ev.ConnectionID}
+		if byConn[k] == nil {
+			order = append(order, k)
+		}
+		byConn[k] = append(byConn[k], ev)
+	}
+	for _, k := range order {
+		evs := byConn[k]
+		ctx := logctx.With(context.Background(), slog.String(logctx.Tenant, k.tenant), slog.String(logctx.Connection, k.id))
+		if len(evs) == 1 {
+			ctx = logctx.With(ctx, eventAttrs(evs[0])...)
+		}
+		c.logger.LogAttrs(ctx, slog.LevelWarn, msg, append([]slog.Attr{slog.Int("count", len(evs))}, attrs...)...)
 	}
 }
 

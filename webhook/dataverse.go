@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"crmsync/dataverse"
+	"crmsync/logctx"
 	"crmsync/queue"
 	"crmsync/store"
 )
@@ -109,9 +110,9 @@ type dataverseHandler struct {
 }
 
 func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	connID := r.PathValue("connectionId")
-	log := h.cfg.Logger.With(slog.String("connection", connID), slog.String("request", r.Header.Get("x-request-id")))
+	ctx := logctx.With(r.Context(), slog.String(logctx.Connection, connID))
+	log := h.cfg.Logger.With(slog.String("request", r.Header.Get("x-request-id")))
 
 	body, ok := readBodyOrRefuse(w, r, h.cfg.MaxBodyBytes)
 	if !ok {
@@ -127,6 +128,7 @@ func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	authenticated(w, conn.ID)
+	ctx = logctx.With(ctx, slog.String(logctx.Tenant, conn.Tenant))
 	ec, err := dataverse.Decode(body)
 	if err != nil {
 		log.InfoContext(ctx, "webhook refused", slog.String("reason", err.Error()))
@@ -137,19 +139,20 @@ func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ec.MarkSizeExceeded()
 	}
 	ev := &store.InboxEvent{
-		ID:           EventID(conn.ID, ec, body),
-		Tenant:       conn.Tenant,
-		ConnectionID: conn.ID,
-		Source:       SourceDataverse,
-		Message:      ec.MessageName,
-		Entity:       ec.PrimaryEntityName,
-		RecordID:     ec.PrimaryEntityID,
-		Stage:        ec.Stage,
-		Body:         string(body),
-		SizeExceeded: ec.NeedsReread(),
-		ReceivedAt:   h.cfg.Now().UTC(),
+		ID:            EventID(conn.ID, ec, body),
+		Tenant:        conn.Tenant,
+		ConnectionID:  conn.ID,
+		Source:        SourceDataverse,
+		Message:       ec.MessageName,
+		Entity:        ec.PrimaryEntityName,
+		RecordID:      ec.PrimaryEntityID,
+		Stage:         ec.Stage,
+		CorrelationID: ec.CorrelationID,
+		Body:          string(body),
+		SizeExceeded:  ec.NeedsReread(),
+		ReceivedAt:    h.cfg.Now().UTC(),
 	}
-	log = log.With(slog.String("tenant", conn.Tenant), slog.String("event", ev.ID))
+	ctx = logctx.With(ctx, eventAttrs(ev)...)
 
 	storeCtx, cancel := context.WithTimeout(ctx, h.cfg.StoreTimeout)
 	defer cancel()
@@ -160,6 +163,15 @@ func (h *dataverseHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusAccepted, Accepted{EventID: ev.ID, Duplicate: dup})
+}
+
+// eventAttrs are the log attributes of the lines about an inbox event.
+func eventAttrs(ev *store.InboxEvent) []slog.Attr {
+	return []slog.Attr{
+		slog.String(logctx.Tenant, ev.Tenant), slog.String(logctx.Connection, ev.ConnectionID),
+		slog.String(logctx.Event, ev.ID), slog.String(logctx.Correlation, ev.CorrelationID),
+		slog.String(logctx.Message, ev.Message), slog.String(logctx.Entity, ev.Entity),
+	}
 }
 
 // authenticate loads the connection and checks the call's credential. An unknown

@@ -122,14 +122,19 @@ type bundle struct {
 	gateway *webhook.Gateway
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t *testing.T) *bundle { return setupWith(t, webhook.Config{}) }
+
+// setupWith is setup with the gateway's configuration beyond its inbox,
+// publisher and limits.
+func setupWith(t *testing.T, cfg webhook.Config) *bundle {
 	t.Helper()
 	b := &bundle{inbox: newFakeInbox(), pub: &fakePublisher{}, mux: http.NewServeMux()}
 	b.inbox.add("key", store.WebhookKey, "", "the-webhook-key-123")
 	b.inbox.add("header", store.WebhookHTTPHeader, "x-crmsync-key", "the-header-key-123")
 	b.inbox.add("query", store.WebhookHTTPQueryString, "secret", "the-query-key-1234")
 	b.inbox.secret["header/old"] = "the-old-key-in-grace"
-	g, err := webhook.New(webhook.Config{Inbox: b.inbox, Publisher: b.pub, MaxBodyBytes: 64 << 10, QueueSize: 64})
+	cfg.Inbox, cfg.Publisher, cfg.MaxBodyBytes, cfg.QueueSize = b.inbox, b.pub, 64<<10, 64
+	g, err := webhook.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

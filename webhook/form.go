@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"crmsync/logctx"
 	"crmsync/mail"
 	"crmsync/store"
 )
@@ -126,10 +127,11 @@ func (h *Forms) submit(w http.ResponseWriter, r *http.Request) {
 		no.write(w, asJSON)
 		return
 	}
-	log := h.cfg.Logger.With(slog.String("form", form.ID))
+	// The engine's lines about the sign-up carry these too.
+	ctx = logctx.With(ctx, slog.String(logctx.Tenant, form.Tenant), slog.String("form", form.ID))
 	if values[store.HoneypotField] != "" {
 		// A bot: it is told what a person would be, and nothing is stored.
-		log.InfoContext(ctx, "form submission with a filled honeypot dropped", slog.String("ip", clientIP(r)))
+		h.cfg.Logger.InfoContext(ctx, "form submission with a filled honeypot dropped", slog.String("ip", clientIP(r)))
 		h.accepted(w, form, form.DoubleOptIn, asJSON)
 		return
 	}
@@ -150,7 +152,7 @@ func (h *Forms) submit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, store.ErrNotFound):
 		formNotFound.write(w, asJSON) // its group is gone
 	case err != nil:
-		log.ErrorContext(ctx, "form submission failed", slog.String("error", err.Error()))
+		h.cfg.Logger.ErrorContext(ctx, "form submission failed", slog.String("error", err.Error()))
 		unavailableRefusal("the sign-up could not be completed now; please try again in a moment").write(w, asJSON)
 	default:
 		h.accepted(w, form, pending, asJSON)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"crmsync/logctx"
 	"crmsync/mail"
 	"crmsync/store"
 )
@@ -45,9 +46,9 @@ type reactionHandler struct {
 }
 
 func (h *reactionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
 	connID := r.PathValue("connectionId")
-	log := h.cfg.Logger.With(slog.String("connection", connID), slog.String("webhookId", r.Header.Get("webhook-id")))
+	ctx := logctx.With(r.Context(), slog.String(logctx.Connection, connID))
+	log := h.cfg.Logger.With(slog.String("webhookId", r.Header.Get("webhook-id")))
 	body, ok := readBodyOrRefuse(w, r, h.cfg.MaxBodyBytes)
 	if !ok {
 		return
@@ -85,16 +86,18 @@ func (h *reactionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		record, _ = store.NormalizeEmail(re.Email)
 	}
 	ev := &store.InboxEvent{
-		ID:           reactionEventID(conn.ID, id),
-		Tenant:       conn.Tenant,
-		ConnectionID: conn.ID,
-		Source:       SourceReaction,
-		Message:      re.Type,
-		Entity:       "reaction",
-		RecordID:     record,
-		Body:         string(body),
-		ReceivedAt:   h.cfg.Now().UTC(),
+		ID:            reactionEventID(conn.ID, id),
+		Tenant:        conn.Tenant,
+		ConnectionID:  conn.ID,
+		Source:        SourceReaction,
+		Message:       re.Type,
+		Entity:        "reaction",
+		RecordID:      record,
+		CorrelationID: id, // the sender's id of the message
+		Body:          string(body),
+		ReceivedAt:    h.cfg.Now().UTC(),
 	}
+	ctx = logctx.With(ctx, eventAttrs(ev)...)
 	dup, err := h.commit.submit(storeCtx, ev)
 	if err != nil {
 		log.ErrorContext(ctx, "reaction not stored", slog.String("error", err.Error()))

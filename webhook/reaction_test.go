@@ -39,6 +39,9 @@ func TestReactions(t *testing.T) {
 	if status != http.StatusAccepted || first["duplicate"] != false {
 		t.Fatalf("valid: %d %v", status, first)
 	}
+	if ev := b.inbox.events[first["eventId"].(string)]; ev == nil || ev.CorrelationID != "msg_1" {
+		t.Errorf("stored %+v, want the webhook-id as its CorrelationID", ev)
+	}
 	status, again := b.post(t, target, []byte(open), signed("msg_1", now.Add(time.Second), open, reactionSecret))
 	if status != http.StatusAccepted || again["duplicate"] != true || again["eventId"] != first["eventId"] {
 		t.Errorf("same webhook-id again: %d %v", status, again)

@@ -9,7 +9,9 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"strings"
 
+	"crmsync/logctx"
 	"crmsync/mail"
 	"crmsync/store"
 )
@@ -60,9 +62,7 @@ func (t *Tracking) Open() http.Handler {
 		if !ok {
 			return
 		}
-		if err := t.record(r.Context(), m, store.ReactionOpen, "", nil); err != nil {
-			t.log(r).WarnContext(r.Context(), "open not recorded", slog.String("error", err.Error()))
-		}
+		_ = t.record(r, m, store.ReactionOpen, "", false) // lost, and logged, when it fails
 		w.Header().Set("Content-Type", "image/gif")
 		w.Header().Set("Cache-Control", "no-store, max-age=0")
 		_, _ = w.Write(pixel)
@@ -83,9 +83,7 @@ func (t *Tracking) Click() http.Handler {
 			return
 		}
 		url := cs.Links[link]
-		if err := t.record(r.Context(), m, store.ReactionClick, url, nil); err != nil {
-			t.log(r).WarnContext(r.Context(), "click not recorded", slog.String("error", err.Error()))
-		}
+		_ = t.record(r, m, store.ReactionClick, url, false) // lost, and logged, when it fails
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Referrer-Policy", "no-referrer")
 		http.Redirect(w, r, url, http.StatusFound)
@@ -119,8 +117,7 @@ func (t *Tracking) Unsubscribe() http.Handler {
 		if done {
 			r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 			_ = r.ParseForm() // the one-click body is List-Unsubscribe=One-Click; nothing in it matters
-			if err := t.record(r.Context(), m, store.ReactionUnsubscribe, "", r); err != nil {
-				t.log(r).ErrorContext(r.Context(), "unsubscribe not recorded", slog.String("error", err.Error()))
+			if err := t.record(r, m, store.ReactionUnsubscribe, "", true); err != nil {
 				writeError(w, http.StatusServiceUnavailable, "unavailable", "the unsubscribe could not be recorded now; try again")
 				return
 			}
@@ -164,30 +161,38 @@ func (t *Tracking) log(r *http.Request) *slog.Logger {
 	return t.g.cfg.Logger.With(slog.String("route", r.URL.Path[:min(len(r.URL.Path), 4)]))
 }
 
-// record stores a reaction of a message's recipient as an inbox event; repeats
+// record stores a reaction of r's message's recipient as an inbox event; repeats
 // within the reaction window share the event's id and are stored once. A consent
-// change (an unsubscribe) passes its request, whose IP address and user agent the
-// consent ledger keeps.
-func (t *Tracking) record(ctx context.Context, m *store.CampaignMessage, typ store.ReactionType, url string, consent *http.Request) error {
+// change (an unsubscribe) keeps the request's IP address and user agent for the
+// consent ledger. A failure is logged here, about the event: as an error for a
+// consent change, which must not be lost.
+func (t *Tracking) record(r *http.Request, m *store.CampaignMessage, typ store.ReactionType, url string, consent bool) error {
 	now := t.g.cfg.Now().UTC()
 	re := store.ReactionEvent{
 		Type: string(typ), CampaignSendID: m.SendID, SubscriberID: m.SubscriberID, OccurredAt: now, URL: url, Message: m.ID,
 	}
-	if consent != nil {
-		re.IP, re.UserAgent = clientIP(consent), userAgent(consent)
-	}
-	body, err := json.Marshal(re)
-	if err != nil {
-		return err
+	if consent {
+		re.IP, re.UserAgent = clientIP(r), userAgent(r)
 	}
 	sum := sha256.Sum256([]byte(store.ReactionID(m.ID, typ, url, now)))
 	ev := &store.InboxEvent{
 		ID: "t" + base64.RawURLEncoding.EncodeToString(sum[:15]), Tenant: m.Tenant, ConnectionID: m.ConnectionID,
-		Source: SourceReaction, Message: string(typ), Entity: "reaction", RecordID: m.SubscriberID,
-		Body: string(body), ReceivedAt: now,
+		Source: SourceReaction, Message: string(typ), Entity: "reaction", RecordID: m.SubscriberID, ReceivedAt: now,
 	}
-	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.g.cfg.StoreTimeout)
-	defer cancel()
-	_, err = t.g.commit.submit(storeCtx, ev)
+	ctx := logctx.With(r.Context(), eventAttrs(ev)...)
+	body, err := json.Marshal(re)
+	if err == nil {
+		ev.Body = string(body)
+		storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.g.cfg.StoreTimeout)
+		defer cancel()
+		_, err = t.g.commit.submit(storeCtx, ev)
+	}
+	if err != nil {
+		level := slog.LevelWarn
+		if consent {
+			level = slog.LevelError
+		}
+		t.log(r).LogAttrs(ctx, level, strings.ToLower(string(typ))+" not recorded", slog.String("error", err.Error()))
+	}
 	return err
 }

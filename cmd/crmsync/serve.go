@@ -17,6 +17,7 @@ import (
 	"crmsync/dataverse"
 	"crmsync/engine"
 	"crmsync/graph"
+	"crmsync/logctx"
 	"crmsync/mail"
 	"crmsync/queue"
 	"crmsync/store"
@@ -36,7 +37,9 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	// Lines logged with an event's context carry its tenant, connection, event
+	// and correlation ids (logctx).
+	logger := slog.New(logctx.NewHandler(slog.NewJSONHandler(stderr, nil)))
 	if *demo {
 		return serveDemo(ctx, cfg, logger, stdout)
 	}
