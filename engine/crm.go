@@ -24,6 +24,10 @@ type CRMClients struct {
 	// Tune adjusts each client's configuration before it is made (tests shorten
 	// the retries with it); optional.
 	Tune func(*dataverse.Config)
+	// Observe gives the observer of one connection's traffic (queue.Budget
+	// counts each connection's requests with it); optional. It watches besides
+	// any Observer that Tune sets.
+	Observe func(connectionID string) dataverse.Observer
 
 	mu      sync.Mutex
 	clients map[string]cachedClient
@@ -53,14 +57,7 @@ func (x *CRMClients) For(conn *store.Connection) (*dataverse.Client, error) {
 	if c, ok := x.clients[conn.ID]; ok && c.fingerprint == fp {
 		return c.client, nil
 	}
-	cfg := dataverse.Config{
-		OrganizationURL: conn.OrganizationURL, TokenURL: conn.TokenURL, TenantID: conn.EntraTenantID,
-		ClientID: conn.ClientID, ClientSecret: secret, Logger: x.Logger,
-	}
-	if x.Tune != nil {
-		x.Tune(&cfg)
-	}
-	client, err := dataverse.NewClient(cfg)
+	client, err := dataverse.NewClient(x.config(conn, secret))
 	if err != nil {
 		return nil, fmt.Errorf("connection %s: %w", conn.ID, err)
 	}
@@ -84,10 +81,9 @@ func (x *CRMClients) Test(ctx context.Context, conn *store.Connection) (datavers
 	if conn.ClientID == "" || secret == "" {
 		return dataverse.Identity{}, 0, ErrNoCredentials
 	}
-	client, err := dataverse.NewClient(dataverse.Config{
-		OrganizationURL: conn.OrganizationURL, TokenURL: conn.TokenURL, TenantID: conn.EntraTenantID,
-		ClientID: conn.ClientID, ClientSecret: secret, Logger: x.Logger, MaxRetries: -1,
-	})
+	cfg := x.config(conn, secret)
+	cfg.MaxRetries = -1
+	client, err := dataverse.NewClient(cfg)
 	if err != nil {
 		return dataverse.Identity{}, 0, err
 	}
@@ -102,4 +98,51 @@ func (x *CRMClients) Test(ctx context.Context, conn *store.Connection) (datavers
 		return id, time.Since(start), fmt.Errorf("read a row of %s: %w", entitySet(conn.RecipientType), err)
 	}
 	return id, time.Since(start), nil
+}
+
+// config is the client configuration of a connection: its address and
+// credentials, then Tune, then the connection's observer beside Tune's.
+func (x *CRMClients) config(conn *store.Connection, secret string) dataverse.Config {
+	cfg := dataverse.Config{
+		OrganizationURL: conn.OrganizationURL, TokenURL: conn.TokenURL, TenantID: conn.EntraTenantID,
+		ClientID: conn.ClientID, ClientSecret: secret, Logger: x.Logger,
+	}
+	if x.Tune != nil {
+		x.Tune(&cfg)
+	}
+	if x.Observe != nil {
+		if o := x.Observe(conn.ID); o != nil {
+			cfg.Observer = fanOut(cfg.Observer, o)
+		}
+	}
+	return cfg
+}
+
+// observers tells several observers of a client's traffic the same things.
+type observers []dataverse.Observer
+
+// fanOut combines observers, leaving out nil ones.
+func fanOut(obs ...dataverse.Observer) dataverse.Observer {
+	var out observers
+	for _, o := range obs {
+		if o != nil {
+			out = append(out, o)
+		}
+	}
+	if len(out) == 1 {
+		return out[0]
+	}
+	return out
+}
+
+func (o observers) WebAPIRequest(status int) {
+	for _, x := range o {
+		x.WebAPIRequest(status)
+	}
+}
+
+func (o observers) WebAPIRetryWait(d time.Duration) {
+	for _, x := range o {
+		x.WebAPIRetryWait(d)
+	}
 }

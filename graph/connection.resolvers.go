@@ -10,6 +10,7 @@ import (
 	"crmsync/graph/generated"
 	"crmsync/graph/model"
 	"crmsync/store"
+	"log/slog"
 	"time"
 )
 
@@ -48,7 +49,14 @@ func (r *mutationResolver) TestConnection(ctx context.Context, id string) (*mode
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	who, took, err := r.Tester.Test(ctx, conn)
-	return connectionTest(conn, who, took, err), nil
+	res := connectionTest(conn, who, took, err)
+	res.TestedAt = time.Now().UTC()
+	check := &store.ConnectionCheck{Tenant: conn.Tenant, ConnectionID: conn.ID, OK: res.Ok, Detail: res.Detail, LatencyMs: res.LatencyMs, At: res.TestedAt}
+	if err := r.Store.SaveConnectionCheck(context.WithoutCancel(ctx), check); err != nil {
+		// The test's answer stands; only the connection's health misses it.
+		r.Logger.WarnContext(ctx, "connection test not kept for its health", slog.String("connection", conn.ID), slog.String("error", err.Error()))
+	}
+	return res, nil
 }
 
 func (r *mutationResolver) UpdateConnection(ctx context.Context, id string, input model.UpdateConnectionInput) (*store.Connection, error) {
@@ -125,11 +133,7 @@ func (r *mutationResolver) RegisterWebhooks(ctx context.Context, connectionID st
 }
 
 func (r *queryResolver) Connection(ctx context.Context, id string) (*store.Connection, error) {
-	c, err := caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return r.Store.Connection(ctx, c.Tenant, id)
+	return r.ownedConnection(ctx, id)
 }
 
 func (r *queryResolver) Connections(ctx context.Context) ([]*store.Connection, error) {

@@ -82,18 +82,42 @@ func anyMap[V any](m map[string]V) map[string]any {
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// inboxStatus maps an API status to the inbox's; "" for SKIPPED, which the inbox
-// does not record.
-func inboxStatus(s model.SyncStatus) store.InboxStatus {
-	switch s {
-	case model.SyncStatusPending:
-		return store.InboxPending
-	case model.SyncStatusApplied:
-		return store.InboxProcessed
-	case model.SyncStatusFailed:
-		return store.InboxFailed
+// inboxStatuses are the API's statuses that the inbox records; SKIPPED is not one.
+var inboxStatuses = map[model.SyncStatus]store.InboxStatus{
+	model.SyncStatusPending: store.InboxPending,
+	model.SyncStatusApplied: store.InboxProcessed,
+	model.SyncStatusFailed:  store.InboxFailed,
+}
+
+// inboxStatus maps an API status to the inbox's; "" for SKIPPED.
+func inboxStatus(s model.SyncStatus) store.InboxStatus { return inboxStatuses[s] }
+
+// syncStatus maps the inbox's status to the API's.
+func syncStatus(s store.InboxStatus) model.SyncStatus {
+	for api, inbox := range inboxStatuses {
+		if inbox == s {
+			return api
+		}
 	}
-	return ""
+	return model.SyncStatusPending
+}
+
+// syncDirection maps the store's direction to the API's.
+func syncDirection(d store.SyncDirection) model.SyncDirection {
+	if d == store.EMSToCRM {
+		return model.SyncDirectionEmsToCrm
+	}
+	return model.SyncDirectionCrmToEms
+}
+
+// ownedConnection loads a connection of the caller's tenant: another tenant's,
+// or an id that names none, is "not found".
+func (r *Resolver) ownedConnection(ctx context.Context, id string) (*store.Connection, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.Connection(ctx, c.Tenant, id)
 }
 
 // listArg is the caller's tenant and the list id argument, checked by parseListID.

@@ -28,14 +28,11 @@ func (r *ingestStatsResolver) LatencyMaxMs(ctx context.Context, obj *store.Inges
 }
 
 func (r *queryResolver) IngestStats(ctx context.Context, connectionID string) (*store.IngestStats, error) {
-	c, err := caller(ctx)
+	conn, err := r.ownedConnection(ctx, connectionID)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := r.Store.Connection(ctx, c.Tenant, connectionID); err != nil {
-		return nil, err
-	}
-	return r.Store.IngestStats(ctx, c.Tenant, connectionID)
+	return r.Store.IngestStats(ctx, conn.Tenant, conn.ID)
 }
 
 func (r *Resolver) IngestStats() generated.IngestStatsResolver { return &ingestStatsResolver{r} }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vikstrous/dataloadgen"
 
+	"crmsync/graph/model"
 	"crmsync/store"
 )
 
@@ -17,16 +18,19 @@ type loaders struct {
 	groups      *dataloadgen.Loader[tenantKey, *store.Group]
 	connections *dataloadgen.Loader[tenantKey, *store.Connection]
 	subscribers *dataloadgen.Loader[tenantKey, *store.Subscriber]
+	// health judges the connections of a list together (CrmConnection.health).
+	health *dataloadgen.Loader[tenantKey, *model.ConnectionHealth]
 }
 
 // tenantKey keeps a loader's ids scoped to the tenant that asked for them.
 type tenantKey struct{ tenant, id string }
 
-func newLoaders(st *store.Store) *loaders {
+func newLoaders(r *Resolver) *loaders {
 	return &loaders{
-		groups:      scopedLoader(st.GroupsByIDs),
-		connections: scopedLoader(st.ConnectionsByIDs),
-		subscribers: scopedLoader(st.SubscribersByIDs),
+		groups:      scopedLoader(r.Store.GroupsByIDs),
+		connections: scopedLoader(r.Store.ConnectionsByIDs),
+		subscribers: scopedLoader(r.Store.SubscribersByIDs),
+		health:      scopedLoader(r.connectionHealth),
 	}
 }
 
@@ -69,9 +73,9 @@ type loadersKey struct{}
 
 // withLoaders gives each request loaders of its own, so nothing is cached across
 // requests (or callers).
-func withLoaders(st *store.Store, next http.Handler) http.Handler {
+func withLoaders(res *Resolver, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), loadersKey{}, newLoaders(st))))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), loadersKey{}, newLoaders(res))))
 	})
 }
 
@@ -94,4 +98,12 @@ func (r *Resolver) subscriber(ctx context.Context, tenant, id string) (*store.Su
 		return l.subscribers.Load(ctx, tenantKey{tenant, id})
 	}
 	return r.Store.Subscriber(ctx, tenant, id)
+}
+
+func (r *Resolver) health(ctx context.Context, conn *store.Connection) (*model.ConnectionHealth, error) {
+	if l, ok := ctx.Value(loadersKey{}).(*loaders); ok {
+		return l.health.Load(ctx, tenantKey{conn.Tenant, conn.ID})
+	}
+	hs, err := r.connectionHealth(ctx, conn.Tenant, []string{conn.ID})
+	return hs[conn.ID], err
 }

@@ -60,6 +60,15 @@ type Registrar interface {
 	RegisterWebhooks(ctx context.Context, conn *store.Connection, dryRun bool) (*store.WebhookRegistration, error)
 }
 
+// Budget reads the fleet-wide counts of each connection's Web API requests:
+// queue.Budget is the one in use.
+type Budget interface {
+	// Windows answers each connection's use of the current window.
+	Windows(ctx context.Context, connectionIDs []string) (map[string]queue.BudgetUse, error)
+	// Minutes answers a connection's use per minute since a time, oldest first.
+	Minutes(ctx context.Context, connectionID string, since time.Time) ([]queue.BudgetMinute, error)
+}
+
 // SendRequest is a campaign send as the API asks for it.
 type SendRequest = store.SendRequest
 
@@ -77,6 +86,7 @@ type Resolver struct {
 	Notices   Notices
 	Campaigns Campaigns
 	Registrar Registrar
+	Budget    Budget
 	// SendPollInterval is how often campaignSendProgress reads its send; 0 is
 	// DefaultSendPollInterval.
 	SendPollInterval time.Duration

@@ -47,6 +47,10 @@ type Config struct {
 	// Registrar registers webhooks for registerWebhooks; nil makes it answer that
 	// registration is not available.
 	Registrar Registrar
+	// Budget counts connections' Web API requests for apiBudget and
+	// CrmConnection.health; nil makes apiBudget answer that it is not available,
+	// and health say that the Web API use is unknown.
+	Budget Budget
 	// SendPollInterval is how often the campaignSendProgress subscription reads
 	// its send from the store; default DefaultSendPollInterval.
 	SendPollInterval time.Duration
@@ -85,9 +89,10 @@ func NewHandler(cfg Config) http.Handler {
 	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, 30*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 
+	resolver := &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, Lists: cfg.Lists, Tester: cfg.Tester, Notices: cfg.Notices,
+		Campaigns: cfg.Campaigns, Registrar: cfg.Registrar, Budget: cfg.Budget, SendPollInterval: cfg.SendPollInterval, PublicURL: cfg.PublicURL, Logger: cfg.Logger}
 	schema := generated.NewExecutableSchema(generated.Config{
-		Resolvers: &Resolver{Store: cfg.Store, Publisher: cfg.Publisher, Changes: cfg.Changes, Lists: cfg.Lists, Tester: cfg.Tester, Notices: cfg.Notices,
-			Campaigns: cfg.Campaigns, Registrar: cfg.Registrar, SendPollInterval: cfg.SendPollInterval, PublicURL: cfg.PublicURL, Logger: cfg.Logger},
+		Resolvers:  resolver,
 		Directives: generated.DirectiveRoot{HasRole: hasRole},
 		Complexity: complexity(),
 	})
@@ -115,7 +120,7 @@ func NewHandler(cfg Config) http.Handler {
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger, cfg.RequestTimeout))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
 
-	return limitBody(cfg.MaxBodyBytes, withTimeout(cfg.RequestTimeout, cfg.Verifier.Middleware(withLoaders(cfg.Store, srv))))
+	return limitBody(cfg.MaxBodyBytes, withTimeout(cfg.RequestTimeout, cfg.Verifier.Middleware(withLoaders(resolver, srv))))
 }
 
 // withTimeout bounds the context of every request but websocket upgrades.

@@ -52,14 +52,15 @@ func (p *fakePublisher) Publish(_ context.Context, entries ...queue.Entry) error
 }
 
 type bundle struct {
-	pub   *fakePublisher
-	srv   *httptest.Server
-	store *store.Store
-	conn  *store.Connection
-	group *store.Group
-	sub   *store.Subscriber
-	list  *store.MarketingList
-	run   *store.SyncRun
+	pub    *fakePublisher
+	budget *queue.Budget
+	srv    *httptest.Server
+	store  *store.Store
+	conn   *store.Connection
+	group  *store.Group
+	sub    *store.Subscriber
+	list   *store.MarketingList
+	run    *store.SyncRun
 }
 
 func setup(t *testing.T) *bundle {
@@ -70,8 +71,10 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	pub := &fakePublisher{}
+	rdb, keys := queuetest.Open(t)
+	budget := queue.NewBudget(rdb.Client, keys, queue.BudgetConfig{})
 	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: pub, Lists: storeListSync{st}, Tester: okTester{},
-		Campaigns: storeCampaigns{st}, Registrar: planRegistrar{}, SendPollInterval: 10 * time.Millisecond, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
+		Campaigns: storeCampaigns{st}, Registrar: planRegistrar{}, Budget: budget, SendPollInterval: 10 * time.Millisecond, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	conn, err := st.CreateConnection(ctx, "acme", store.ConnectionInput{
@@ -105,7 +108,7 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{srv: srv, store: st, conn: conn, group: g, sub: sub, pub: pub, list: list, run: run}
+	return &bundle{srv: srv, store: st, conn: conn, group: g, sub: sub, pub: pub, budget: budget, list: list, run: run}
 }
 
 // okTester stands in for the engine's connection test: every connection works.
@@ -236,6 +239,10 @@ func TestAuthMatrix(t *testing.T) {
 		"consentHistory": {`query($s: ID!) { consentHistory(subscriberId: $s) { totalCount edges { node { id } } } }`, "viewer", true},
 		"consentExport":  {`{ consentExport(email: "a@example.com") { email events { id } subscribers { id } } }`, "admin", false},
 		"suppression":    {`query($c: ID!) { suppression(connectionId: $c) { totalCount edges { node { email subscriber { id } } } } }`, "viewer", true},
+		"apiBudget":      {`query($c: ID!) { apiBudget(connectionId: $c) { used left minutes(hours: 1) { requests } } }`, "viewer", true},
+		"syncStats":      {`query($c: ID!, $since: Time!) { syncStats(connectionId: $c, since: $since) { total buckets { count } } }`, "viewer", true},
+		"health":         {`query($c: ID!) { connection(id: $c) { health { status reasons lastTest { ok } } } }`, "viewer", true},
+		"healthOfAll":    {`{ connections { health { status deadLetters } } }`, "viewer", false},
 	}
 	// createForm names its group inside the input, which the store checks: another
 	// tenant's group is a bad groupId there, as an unknown one is.
@@ -248,7 +255,8 @@ func TestAuthMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]any{"c": b.conn.ID, "g": b.group.ID, "s": b.sub.ID, "l": b.list.CRMListID, "r": b.run.ID, "send": send.ID, "form": f.ID}
+	vars := map[string]any{"c": b.conn.ID, "g": b.group.ID, "s": b.sub.ID, "l": b.list.CRMListID, "r": b.run.ID, "send": send.ID, "form": f.ID,
+		"since": time.Now().Add(-time.Hour).Format(time.RFC3339)}
 	for fname, f := range fields {
 		for cname, tok := range callers {
 			var want string

@@ -108,17 +108,11 @@ func (r *syncEventResolver) At(ctx context.Context, obj *store.InboxEvent) (*tim
 }
 
 func (r *syncEventResolver) Direction(ctx context.Context, obj *store.InboxEvent) (model.SyncDirection, error) {
-	return model.SyncDirectionCrmToEms, nil
+	return syncDirection(obj.Direction()), nil
 }
 
 func (r *syncEventResolver) Status(ctx context.Context, obj *store.InboxEvent) (model.SyncStatus, error) {
-	switch obj.Status {
-	case store.InboxProcessed:
-		return model.SyncStatusApplied, nil
-	case store.InboxFailed:
-		return model.SyncStatusFailed, nil
-	}
-	return model.SyncStatusPending, nil
+	return syncStatus(obj.Status), nil
 }
 
 func (r *syncEventResolver) Detail(ctx context.Context, obj *store.InboxEvent) (*string, error) {

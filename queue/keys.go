@@ -48,3 +48,10 @@ func (k Keys) EventNotices(tenant string) string { return k.prefix + ":notices:"
 // RateLimit is the counter of one rate-limited key's current window (see
 // RateLimiter); the key is its own hash tag.
 func (k Keys) RateLimit(key string) string { return k.prefix + ":rate:{" + key + "}" }
+
+// Budget is the hash of a connection's Web API request counts in one hour (unix
+// time / 3600; see Budget); the connection is the hash tag, so all its hours share
+// a cluster slot.
+func (k Keys) Budget(connectionID string, hour int64) string {
+	return k.prefix + ":budget:{" + connectionID + "}:" + strconv.FormatInt(hour, 10)
+}

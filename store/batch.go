@@ -75,12 +75,15 @@ func (s *Store) SubscribersByIDs(ctx context.Context, tenant string, ids []strin
 	return m, nil
 }
 
-// ferretMaxWrites is the most write statements one command may carry on FerretDB:
+// ferretMaxWrites is the most write statements one command may carry on FerretDB.
 // v1.24 keeps a SQLite connection per statement of an update command until the
 // command ends, from a pool of 100, so an update of a few hundred documents by
-// BulkWrite waits for a connection forever (measured: 300 updateOne models hang;
-// 50 take a few milliseconds).
-const ferretMaxWrites = 50
+// BulkWrite waits for a connection forever (measured: 300 updateOne models hang),
+// and so do several clients writing at once: three clients each writing 50
+// statements per command took every connection and wedged the whole server
+// (measured). At 16 a fleet of up to five processes on one store-server, or a test
+// binary's parallel stores on its shared server, stay well inside the pool.
+const ferretMaxWrites = 16
 
 // bulkWrite applies models unordered, in commands of at most ferretMaxWrites on
 // FerretDB and in one on MongoDB; what names them in errors.

@@ -91,6 +91,10 @@ const (
 	// confirmation, colConfirmationUses one document per confirmation link used.
 	colConfirmations    = "confirmations"
 	colConfirmationUses = "confirmationUses"
+	// colSchemaMigrations holds one document per data migration applied
+	// (store/migrate.go), colSettings the settings recorded for the whole fleet.
+	colSchemaMigrations = "schemaMigrations"
+	colSettings         = "settings"
 )
 
 // Open connects to cfg.URI, or starts the embedded server when it is empty, and
@@ -169,16 +173,37 @@ func (s *Store) CheckWritable(ctx context.Context) error {
 	return nil
 }
 
-// Migrate declares the indexes that queries rely on in real MongoDB. It is
-// idempotent and runs at every start.
+// Migrate brings the store to the schema this binary reads: indexes, then the
+// pending data migrations (store/migrate.go), each logged once applied. It is
+// idempotent, safe when several instances start at once, and runs at every start;
+// a store already migrated by a newer crmsync is a *SchemaTooNewError.
 func (s *Store) Migrate(ctx context.Context) error {
+	rep, err := s.MigrateWithReport(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range rep.Applied {
+		// A new store has nothing in an old shape: that is not news.
+		level := slog.LevelInfo
+		if m.Documents == 0 {
+			level = slog.LevelDebug
+		}
+		s.logger.Log(ctx, level, "data migration applied", slog.Int("version", m.Version), slog.String("name", m.Name),
+			slog.Int("documents", m.Documents), slog.Duration("took", m.Duration))
+	}
+	return nil
+}
+
+// createIndexes declares the indexes that queries rely on in real MongoDB and
+// creates every collection.
+func (s *Store) createIndexes(ctx context.Context) error {
 	// Lookups by _id need no index of their own; these serve the list queries.
 	// Every index is named, so running Migrate again finds it in place.
 	indexes := map[string][]mongo.IndexModel{
 		colConnections: {index("tenant_1", "tenant")},
 		colGroups:      {index("tenant_1_connectionId_1_crmSync_1", "tenant", "connectionId", "crmSync")},
 		colSubscribers: {index("tenant_1_groupId_1__id_1", "tenant", "groupId", "_id")},
-		colInbox:       {index("status_1_receivedAt_1", "status", "receivedAt")},
+		colInbox:       {index("status_1_receivedAt_1", "status", "receivedAt"), index("tenant_1_connectionId_1_receivedAt_1", "tenant", "connectionId", "receivedAt")},
 		colLists:       {index("tenant_1_connectionId_1__id_1", "tenant", "connectionId", "_id"), index("nextSyncAt_1", "nextSyncAt"), index("tenant_1_groupId_1", "tenant", "groupId")},
 		colListMembers: {index("tenant_1_crmListId_1_removedAt_1__id_1", "tenant", "crmListId", "removedAt", "_id"), index("tenant_1_subscriberId_1", "tenant", "subscriberId")},
 		colRuns:        {index("status_1_nextAttemptAt_1", "status", "nextAttemptAt"), index("tenant_1_crmListId_1_startedAt_1", "tenant", "crmListId", "startedAt")},
@@ -205,7 +230,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	// Create every collection now, so the embedded store can index them at once.
 	for _, col := range []string{colConnections, colGroups, colSubscribers, colAddresses, colCRMLinks, colInbox, colInboxBodies, colHealth, colTombstones, colLists, colListMembers, colRuns, colChanges, colPending, colSends, colRecipients, colMessages, colReactions, colResponseClaims,
-		colForms, colConsent, colConfirmations, colConfirmationUses} {
+		colForms, colConsent, colConfirmations, colConfirmationUses, colSchemaMigrations, colSettings} {
 		err := s.db.CreateCollection(ctx, col)
 		var cmdErr mongo.CommandError
 		if err != nil && !(errors.As(err, &cmdErr) && cmdErr.Code == 48) { // 48: NamespaceExists

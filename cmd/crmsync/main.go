@@ -23,7 +23,7 @@ Usage:
   crmsync store-server --addr A       run the embedded MongoDB-compatible server on its own
   crmsync dataverse-emulator --addr A run an in-memory Dataverse (Web API + token endpoint); -h shows curl examples
   crmsync loadgen --token T           post realistic webhooks at a running instance; print throughput and the ledger
-  crmsync migrate                     create indexes (serve also does this at start)
+  crmsync migrate [--status]          indexes, data migrations and one retention pass (serve migrates at start too); --status only reports
   crmsync solution build [--out DIR]  zip the Dataverse solution for import (default DIR build/)
   crmsync register --connection ID    register crmsync's webhook and steps in the connection's Dataverse [--dry-run] [--remove]
 

@@ -71,8 +71,15 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	notices := queue.NewNotifier(rdb.Client, keys)
 	// One registry for GET /metrics, which every component reports to.
 	reg := newMetrics(st, stream)
+	// Every connection's Web API requests are counted in Redis, for the fleet's
+	// view of Dataverse's service-protection budget (apiBudget); the last counts
+	// are flushed after the engine stops.
+	budget := queue.NewBudget(rdb.Client, keys, queue.BudgetConfig{Logger: logger})
+	budget.Start(ctx)
+	defer stopWithin(ctx, logger, 5*time.Second, "Web API request counts not flushed", budget.Stop)
 	// One set of Web API clients, so every component shares the token caches.
-	crm := &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger, Tune: func(c *dataverse.Config) { c.Observer = reg }}
+	crm := &engine.CRMClients{Secret: st.CRMClientSecret, Logger: logger, Tune: func(c *dataverse.Config) { c.Observer = reg },
+		Observe: func(connectionID string) dataverse.Observer { return budget.For(connectionID) }}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return &configError{"CRMSYNC_ADDR", err.Error()}
@@ -115,13 +122,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	if err := eng.Start(ctx); err != nil {
 		return err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		if err := eng.Stop(stopCtx); err != nil {
-			logger.Warn("engine did not stop in time", slog.String("error", err.Error()))
-		}
-	}()
+	defer stopWithin(ctx, logger, 15*time.Second, "engine did not stop in time", eng.Stop)
 	// The anti-entropy sweep applies the changes whose webhooks Dataverse dropped.
 	sweeper, err := engine.NewSweeper(engine.SweepConfig{
 		Store: st, Publisher: stream, Leases: queue.NewJobs(rdb.Client, keys, cfg.SweepInterval), Interval: cfg.SweepInterval,
@@ -133,13 +134,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	if err := sweeper.Start(ctx); err != nil {
 		return err
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		if err := sweeper.Stop(stopCtx); err != nil {
-			logger.Warn("sweep did not stop in time", slog.String("error", err.Error()))
-		}
-	}()
+	defer stopWithin(ctx, logger, 15*time.Second, "sweep did not stop in time", sweeper.Stop)
 
 	// List syncs run under a fenced job lease per list, once per due time in the fleet.
 	lists := &engine.Lists{Store: st, API: crm, Now: time.Now}
@@ -150,22 +145,10 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		return err
 	}
 	scheduler.Start(ctx)
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		if err := scheduler.Stop(stopCtx); err != nil {
-			logger.Warn("scheduler did not stop in time", slog.String("error", err.Error()))
-		}
-	}()
+	defer stopWithin(ctx, logger, 15*time.Second, "scheduler did not stop in time", scheduler.Stop)
 
 	campaigns.Start(ctx)
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		if err := campaigns.Stop(stopCtx); err != nil {
-			logger.Warn("campaign sends did not stop in time", slog.String("error", err.Error()))
-		}
-	}()
+	defer stopWithin(ctx, logger, 15*time.Second, "campaign sends did not stop in time", campaigns.Stop)
 
 	// Sign-up forms send their confirmation e-mails through SMTP; unconfirmed
 	// sign-ups expire under a job lease, on one instance at a time.
@@ -176,13 +159,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		return err
 	}
 	forms.Start(ctx)
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		if err := forms.Stop(stopCtx); err != nil {
-			logger.Warn("form expiry did not stop in time", slog.String("error", err.Error()))
-		}
-	}()
+	defer stopWithin(ctx, logger, 15*time.Second, "form expiry did not stop in time", forms.Stop)
 	formRoutes, err := webhook.NewForms(webhook.FormsConfig{
 		Store: st, SignUps: forms, Limiter: queue.NewRateLimiter(rdb.Client, keys, cfg.FormRate, time.Minute), PublicURL: publicURL, Logger: logger,
 	})
@@ -202,14 +179,8 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	if err := gateway.Start(ctx); err != nil {
 		return err
 	}
-	defer func() {
-		// After the HTTP server: every accepted call's group is stored before this returns.
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		if err := gateway.Stop(stopCtx); err != nil {
-			logger.Warn("ingest did not drain in time", slog.String("error", err.Error()))
-		}
-	}()
+	// After the HTTP server: every accepted call's group is stored before this returns.
+	defer stopWithin(ctx, logger, 15*time.Second, "ingest did not drain in time", gateway.Stop)
 
 	mux := http.NewServeMux()
 	mux.Handle("POST /webhooks/dataverse/{connectionId}", gateway.Dataverse())
@@ -223,7 +194,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("GET /forms/confirm", formRoutes.Confirm())
 	mux.Handle("GET /forms/thanks", formRoutes.Thanks())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns, Registrar: &engine.Registrar{Store: st, CRM: crm, PublicURL: publicURL},
+		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns, Registrar: &engine.Registrar{Store: st, CRM: crm, PublicURL: publicURL}, Budget: budget,
 		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Metrics: reg, Logger: logger,
 	}))
 	if !cfg.Production {
@@ -268,6 +239,16 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		logger.Warn("HTTP shutdown", slog.String("error", err.Error()))
 	}
 	return nil
+}
+
+// stopWithin stops a component when serve returns, giving it d after ctx ended,
+// and logs msg when it does not finish in that time.
+func stopWithin(ctx context.Context, logger *slog.Logger, d time.Duration, msg string, stop func(context.Context) error) {
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	defer cancel()
+	if err := stop(stopCtx); err != nil {
+		logger.Warn(msg, slog.String("error", err.Error()))
+	}
 }
 
 // trackingKey derives the key of the tracking tokens from the secret key, so

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,18 +37,19 @@ func pollWith(fn, sel string, words []string) chromedp.Action[chromedp.Void] {
 }
 
 // TestDashboardInABrowser loads /ui with an admin token in the link's fragment, sees
-// the seeded connection, group, send and dead letter, and replays the dead letter
-// with its button once the connection is fixed.
+// the seeded connection with its health, group, send and dead letter, the charts of
+// events and of Web API budget use (with the requests the emulator counted), and
+// replays the dead letter with its button once the connection is fixed.
 func TestDashboardInABrowser(t *testing.T) {
 	t.Parallel()
 	browser := startBrowser(t)
-	dv, _ := startEmulator(t)
+	dv := startCountedEmulator(t)
 	env := testEnv(t)
 	env["CRMSYNC_SMTP_URL"] = mailtest.Start(t, true).URL // a draft send goes nowhere
 	in := startInstanceEnv(t, env)
 	admin := in.token("acme", "admin")
 	// An owner login the CRM does not know makes the subscriber's trip to the CRM fail.
-	connID := in.createCRMConnection(admin, dv.URL(), "nobody@emulator.test")
+	connID := in.createCRMConnection(admin, dv.url, "nobody@emulator.test")
 	groupID := in.syncedGroup(admin, connID, "Dashboard News")
 	in.upsert(admin, groupID, []map[string]any{{"email": "x@example.de"}, {"email": "y@example.de"}})
 	in.mustGraphQL(admin, `mutation($g: ID!) { sendCampaign(input: {groupId: $g, subject: "Autumn offers", senderName: "Shop",
@@ -64,18 +66,48 @@ func TestDashboardInABrowser(t *testing.T) {
 		return false
 	})
 
+	// The budget counts every request crmsync sent the emulator, once flushed to Redis.
+	var budget struct{ Used, Left int }
+	waitUntil(t, func() bool {
+		in.mustGraphQL(admin, `query($c: ID!) { apiBudget(connectionId: $c) { used left } }`, map[string]any{"c": connID}, "apiBudget", &budget)
+		return budget.Used > 0 && int64(budget.Used) == dv.crmsyncRequests()
+	})
+	if budget.Left != 6000-budget.Used {
+		t.Errorf("apiBudget = %+v", budget)
+	}
+	var conn struct{ Health struct{ Status string } }
+	in.mustGraphQL(admin, `query($c: ID!) { connection(id: $c) { health { status } } }`, map[string]any{"c": connID}, "connection", &conn)
+	if s := conn.Health.Status; s != "FAILING" && s != "DEGRADED" {
+		t.Errorf("with a dead letter the connection is %s", s)
+	}
+
 	msg := browse(t, browser,
 		chromedp.Navigate(in.base+"/ui#token="+admin),
 		rowShows("#groups", "Dashboard News", "on", "2", "Emulator"),
-		rowShows("#connections", dv.URL(), "not registered"),
+		rowShows("#connections", dv.url, "not registered"),
+		pageShows("#connections", conn.Health.Status, "waiting for a replay"),
 		rowShows("#sends", "Autumn offers", "DRAFT"),
 		pageShows("#dead-letters", failed, "nobody@emulator.test"),
 		pageShows("#events", failed, "FAILED"),
 		chromedp.WaitVisible(chromedp.CSS(`#dead-letters button.replay[data-record="`+failed+`"]`)),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll('#chart svg rect').length > 0`, chromedp.WithPollingTimeout(10*time.Second)),
+		pageShows("#budget", "Emulator", "of 6,000 requests used in the last 5 minutes"),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll('#budget svg rect').length > 0`, chromedp.WithPollingTimeout(10*time.Second)),
 	)
 	if !strings.HasPrefix(msg, "Updated") {
 		t.Errorf("the status line says %q", msg)
+	}
+	// The chart shows the requests counted: at least those seen above, at most
+	// what the emulator has counted by now.
+	shown, err := chromedp.Run(browser, chromedp.Evaluate[struct{ Used, Requests string }](
+		`(({used, requests}) => ({used, requests}))(document.querySelector('#budget .budget-summary[data-connection="`+connID+`"]').dataset)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{"used in the window": shown.Used, "in the chart": shown.Requests} {
+		if n, err := strconv.Atoi(v); err != nil || n < budget.Used || int64(n) > dv.crmsyncRequests() {
+			t.Errorf("requests %s: %q, want %d … %d", name, v, budget.Used, dv.crmsyncRequests())
+		}
 	}
 	// The token left the address bar once read; neither #error nor the token form shows.
 	state, err := chromedp.Run(browser, chromedp.Evaluate[struct {

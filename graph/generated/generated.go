@@ -30,6 +30,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	ApiBudget() ApiBudgetResolver
 	CampaignSend() CampaignSendResolver
 	ConsentEvent() ConsentEventResolver
 	CrmConnection() CrmConnectionResolver
@@ -55,6 +56,24 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	ApiBudget struct {
+		ConnectionID  func(childComplexity int) int
+		Left          func(childComplexity int) int
+		Limit         func(childComplexity int) int
+		Minutes       func(childComplexity int, hours *int) int
+		RetryWaitMs   func(childComplexity int) int
+		Throttled     func(childComplexity int) int
+		Used          func(childComplexity int) int
+		WindowSeconds func(childComplexity int) int
+	}
+
+	ApiBudgetMinute struct {
+		At          func(childComplexity int) int
+		Requests    func(childComplexity int) int
+		RetryWaitMs func(childComplexity int) int
+		Throttled   func(childComplexity int) int
+	}
+
 	CampaignSend struct {
 		CRMCampaignActivityID func(childComplexity int) int
 		CRMCampaignID         func(childComplexity int) int
@@ -116,10 +135,21 @@ type ComplexityRoot struct {
 		Unsubscribes func(childComplexity int) int
 	}
 
+	ConnectionHealth struct {
+		DeadLetters         func(childComplexity int) int
+		FailedEvents        func(childComplexity int) int
+		LastEventAt         func(childComplexity int) int
+		LastTest            func(childComplexity int) int
+		Reasons             func(childComplexity int) int
+		Status              func(childComplexity int) int
+		ThrottledLastWindow func(childComplexity int) int
+	}
+
 	ConnectionTest struct {
 		Detail    func(childComplexity int) int
 		LatencyMs func(childComplexity int) int
 		Ok        func(childComplexity int) int
+		TestedAt  func(childComplexity int) int
 	}
 
 	ConsentEvent struct {
@@ -162,6 +192,7 @@ type ComplexityRoot struct {
 		CreatedAt         func(childComplexity int) int
 		DefaultLanguage   func(childComplexity int) int
 		FieldMappings     func(childComplexity int) int
+		Health            func(childComplexity int) int
 		ID                func(childComplexity int) int
 		LanguageMappings  func(childComplexity int) int
 		Name              func(childComplexity int) int
@@ -315,6 +346,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		APIBudget         func(childComplexity int, connectionID string) int
 		CampaignSend      func(childComplexity int, id string) int
 		CampaignSends     func(childComplexity int, first *int, after *string) int
 		Connection        func(childComplexity int, id string) int
@@ -334,6 +366,7 @@ type ComplexityRoot struct {
 		SyncEvents        func(childComplexity int, recordID *string, status *model.SyncStatus, first *int, after *string) int
 		SyncRun           func(childComplexity int, id string) int
 		SyncRuns          func(childComplexity int, listID string, first *int, after *string) int
+		SyncStats         func(childComplexity int, connectionID string, since time.Time) int
 	}
 
 	Reaction struct {
@@ -497,6 +530,21 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	SyncStats struct {
+		Buckets   func(childComplexity int) int
+		Since     func(childComplexity int) int
+		Total     func(childComplexity int) int
+		Truncated func(childComplexity int) int
+		Until     func(childComplexity int) int
+	}
+
+	SyncStatsBucket struct {
+		At        func(childComplexity int) int
+		Count     func(childComplexity int) int
+		Direction func(childComplexity int) int
+		Status    func(childComplexity int) int
+	}
+
 	UpsertSubscribersPayload struct {
 		Created  func(childComplexity int) int
 		Ignored  func(childComplexity int) int
@@ -519,6 +567,9 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type ApiBudgetResolver interface {
+	Minutes(ctx context.Context, obj *model.APIBudget, hours *int) ([]*model.APIBudgetMinute, error)
+}
 type CampaignSendResolver interface {
 	Status(ctx context.Context, obj *store.CampaignSend) (string, error)
 
@@ -545,6 +596,7 @@ type CrmConnectionResolver interface {
 	WebhookURL(ctx context.Context, obj *store.Connection) (string, error)
 
 	CampaignSettings(ctx context.Context, obj *store.Connection) (*model.CampaignSettings, error)
+	Health(ctx context.Context, obj *store.Connection) (*model.ConnectionHealth, error)
 }
 type FormResolver interface {
 	Group(ctx context.Context, obj *store.Form) (*store.Group, error)
@@ -618,6 +670,8 @@ type QueryResolver interface {
 	MarketingLists(ctx context.Context, connectionID string, first *int, after *string) (*model.MarketingListConnection, error)
 	SyncRun(ctx context.Context, id string) (*store.SyncRun, error)
 	SyncRuns(ctx context.Context, listID string, first *int, after *string) (*model.SyncRunConnection, error)
+	APIBudget(ctx context.Context, connectionID string) (*model.APIBudget, error)
+	SyncStats(ctx context.Context, connectionID string, since time.Time) (*model.SyncStats, error)
 	Subscriber(ctx context.Context, id string) (*store.Subscriber, error)
 	SubscriberByEmail(ctx context.Context, groupID string, email string) (*store.Subscriber, error)
 	SyncEvents(ctx context.Context, recordID *string, status *model.SyncStatus, first *int, after *string) (*model.SyncEventConnection, error)
@@ -679,6 +733,85 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "ApiBudget.connectionId":
+		if e.ComplexityRoot.ApiBudget.ConnectionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudget.ConnectionID(childComplexity), true
+	case "ApiBudget.left":
+		if e.ComplexityRoot.ApiBudget.Left == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudget.Left(childComplexity), true
+	case "ApiBudget.limit":
+		if e.ComplexityRoot.ApiBudget.Limit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudget.Limit(childComplexity), true
+	case "ApiBudget.minutes":
+		if e.ComplexityRoot.ApiBudget.Minutes == nil {
+			break
+		}
+
+		args, err := ec.field_ApiBudget_minutes_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.ApiBudget.Minutes(childComplexity, args["hours"].(*int)), true
+	case "ApiBudget.retryWaitMs":
+		if e.ComplexityRoot.ApiBudget.RetryWaitMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudget.RetryWaitMs(childComplexity), true
+	case "ApiBudget.throttled":
+		if e.ComplexityRoot.ApiBudget.Throttled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudget.Throttled(childComplexity), true
+	case "ApiBudget.used":
+		if e.ComplexityRoot.ApiBudget.Used == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudget.Used(childComplexity), true
+	case "ApiBudget.windowSeconds":
+		if e.ComplexityRoot.ApiBudget.WindowSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudget.WindowSeconds(childComplexity), true
+
+	case "ApiBudgetMinute.at":
+		if e.ComplexityRoot.ApiBudgetMinute.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudgetMinute.At(childComplexity), true
+	case "ApiBudgetMinute.requests":
+		if e.ComplexityRoot.ApiBudgetMinute.Requests == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudgetMinute.Requests(childComplexity), true
+	case "ApiBudgetMinute.retryWaitMs":
+		if e.ComplexityRoot.ApiBudgetMinute.RetryWaitMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudgetMinute.RetryWaitMs(childComplexity), true
+	case "ApiBudgetMinute.throttled":
+		if e.ComplexityRoot.ApiBudgetMinute.Throttled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiBudgetMinute.Throttled(childComplexity), true
 
 	case "CampaignSend.crmCampaignActivityId":
 		if e.ComplexityRoot.CampaignSend.CRMCampaignActivityID == nil {
@@ -949,6 +1082,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CampaignStats.Unsubscribes(childComplexity), true
 
+	case "ConnectionHealth.deadLetters":
+		if e.ComplexityRoot.ConnectionHealth.DeadLetters == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionHealth.DeadLetters(childComplexity), true
+	case "ConnectionHealth.failedEvents":
+		if e.ComplexityRoot.ConnectionHealth.FailedEvents == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionHealth.FailedEvents(childComplexity), true
+	case "ConnectionHealth.lastEventAt":
+		if e.ComplexityRoot.ConnectionHealth.LastEventAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionHealth.LastEventAt(childComplexity), true
+	case "ConnectionHealth.lastTest":
+		if e.ComplexityRoot.ConnectionHealth.LastTest == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionHealth.LastTest(childComplexity), true
+	case "ConnectionHealth.reasons":
+		if e.ComplexityRoot.ConnectionHealth.Reasons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionHealth.Reasons(childComplexity), true
+	case "ConnectionHealth.status":
+		if e.ComplexityRoot.ConnectionHealth.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionHealth.Status(childComplexity), true
+	case "ConnectionHealth.throttledLastWindow":
+		if e.ComplexityRoot.ConnectionHealth.ThrottledLastWindow == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionHealth.ThrottledLastWindow(childComplexity), true
+
 	case "ConnectionTest.detail":
 		if e.ComplexityRoot.ConnectionTest.Detail == nil {
 			break
@@ -967,6 +1143,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ConnectionTest.Ok(childComplexity), true
+	case "ConnectionTest.testedAt":
+		if e.ComplexityRoot.ConnectionTest.TestedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConnectionTest.TestedAt(childComplexity), true
 
 	case "ConsentEvent.action":
 		if e.ComplexityRoot.ConsentEvent.Action == nil {
@@ -1134,6 +1316,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CrmConnection.FieldMappings(childComplexity), true
+	case "CrmConnection.health":
+		if e.ComplexityRoot.CrmConnection.Health == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CrmConnection.Health(childComplexity), true
 	case "CrmConnection.id":
 		if e.ComplexityRoot.CrmConnection.ID == nil {
 			break
@@ -1885,6 +2073,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
 
+	case "Query.apiBudget":
+		if e.ComplexityRoot.Query.APIBudget == nil {
+			break
+		}
+
+		args, err := ec.field_Query_apiBudget_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.APIBudget(childComplexity, args["connectionId"].(string)), true
 	case "Query.campaignSend":
 		if e.ComplexityRoot.Query.CampaignSend == nil {
 			break
@@ -2090,6 +2289,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SyncRuns(childComplexity, args["listId"].(string), args["first"].(*int), args["after"].(*string)), true
+	case "Query.syncStats":
+		if e.ComplexityRoot.Query.SyncStats == nil {
+			break
+		}
+
+		args, err := ec.field_Query_syncStats_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SyncStats(childComplexity, args["connectionId"].(string), args["since"].(time.Time)), true
 
 	case "Reaction.bounceType":
 		if e.ComplexityRoot.Reaction.BounceType == nil {
@@ -2686,6 +2896,62 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SyncRunEdge.Node(childComplexity), true
 
+	case "SyncStats.buckets":
+		if e.ComplexityRoot.SyncStats.Buckets == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStats.Buckets(childComplexity), true
+	case "SyncStats.since":
+		if e.ComplexityRoot.SyncStats.Since == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStats.Since(childComplexity), true
+	case "SyncStats.total":
+		if e.ComplexityRoot.SyncStats.Total == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStats.Total(childComplexity), true
+	case "SyncStats.truncated":
+		if e.ComplexityRoot.SyncStats.Truncated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStats.Truncated(childComplexity), true
+	case "SyncStats.until":
+		if e.ComplexityRoot.SyncStats.Until == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStats.Until(childComplexity), true
+
+	case "SyncStatsBucket.at":
+		if e.ComplexityRoot.SyncStatsBucket.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStatsBucket.At(childComplexity), true
+	case "SyncStatsBucket.count":
+		if e.ComplexityRoot.SyncStatsBucket.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStatsBucket.Count(childComplexity), true
+	case "SyncStatsBucket.direction":
+		if e.ComplexityRoot.SyncStatsBucket.Direction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStatsBucket.Direction(childComplexity), true
+	case "SyncStatsBucket.status":
+		if e.ComplexityRoot.SyncStatsBucket.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SyncStatsBucket.Status(childComplexity), true
+
 	case "UpsertSubscribersPayload.created":
 		if e.ComplexityRoot.UpsertSubscribersPayload.Created == nil {
 			break
@@ -3158,8 +3424,8 @@ type Query {
   connections: [CrmConnection!]! @hasRole(role: VIEWER)
 }
 
-"The outcome of testConnection: whether crmsync reached the CRM's Web API with the connection's credentials, and what it found."
-type ConnectionTest { ok: Boolean! detail: String! latencyMs: Int! }
+"The outcome of testConnection: whether crmsync reached the CRM's Web API with the connection's credentials, and what it found. The newest is kept as the connection's health.lastTest."
+type ConnectionTest { ok: Boolean! detail: String! latencyMs: Int! testedAt: Time! }
 
 type Mutation {
   createConnection(input: CreateConnectionInput!): CrmConnection! @hasRole(role: ADMIN)
@@ -3526,6 +3792,112 @@ extend type Mutation {
   setListSchedule(listId: ID!, input: ListScheduleInput!): MarketingList! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
+	{Name: "../../schema/stats.graphqls", Input: `# How a connection is doing: its sync events per minute, its use of Dataverse's
+# service-protection budget, and a verdict on its health drawn from both.
+
+"""
+Dataverse's service-protection limit on Web API requests — per user, over a
+sliding window of 300 s: 6000 requests — and how much of it crmsync's requests
+with this connection used, counted by every instance of the fleet together.
+
+The figures are an approximation: the window is the current minute and the four
+before it (so 240–300 s), counts reach Redis up to a second after the request, and
+Dataverse counts per user and web server, so requests by other applications with
+the same application user, or by another connection with the same client id, are
+not seen here. A ` + "`" + `$batch` + "`" + ` or bulk request (CreateMultiple, UpdateMultiple…) counts
+as one, as Dataverse counts it; an attempt that got no answer is not counted. The
+limit on combined execution time (1,200,000 ms per window) is not measured.
+"""
+type ApiBudget {
+  connectionId: ID!
+  "The length of the window, in seconds (300)."
+  windowSeconds: Int!
+  "Requests Dataverse allows per user and window (6000)."
+  limit: Int!
+  "Requests crmsync sent in the window, whatever their answer."
+  used: Int!
+  "limit − used, never below 0."
+  left: Int!
+  "Requests of the window that Dataverse throttled (429)."
+  throttled: Int!
+  "How long requests of the window waited for a 429's Retry-After, in ms."
+  retryWaitMs: Int!
+  "Use per minute over the last ` + "`" + `hours` + "`" + ` hours (1–24), oldest first: one entry per minute, empty ones and the current one included."
+  minutes(hours: Int = 3): [ApiBudgetMinute!]!
+}
+
+"A connection's Web API requests in the minute that starts at ` + "`" + `at` + "`" + `."
+type ApiBudgetMinute {
+  at: Time!
+  requests: Int!
+  throttled: Int!
+  retryWaitMs: Int!
+}
+
+"""
+A connection's sync events per minute since a time, counted by the minute they
+were received, their direction and where they stand now.
+"""
+type SyncStats {
+  "The start of the first minute counted: the minute of the ` + "`" + `since` + "`" + ` asked for."
+  since: Time!
+  "When the statistic was taken."
+  until: Time!
+  "The sum of the buckets."
+  total: Int!
+  "Set when more than 200,000 events matched: only those read first are counted."
+  truncated: Boolean!
+  "The non-empty buckets, by minute, then direction, then status (PENDING, APPLIED, FAILED)."
+  buckets: [SyncStatsBucket!]!
+}
+
+"The events of one minute (starting at ` + "`" + `at` + "`" + `), direction and status."
+type SyncStatsBucket {
+  at: Time!
+  direction: SyncDirection!
+  status: SyncStatus!
+  count: Int!
+}
+
+"""
+HEALTHY: nothing to report. DEGRADED: the connection works, with something to look
+at (failed events waiting for a replay, events waiting for the engine longer than
+5 minutes, requests throttled or 80 % of the window's limit used, Redis not
+answering). FAILING: the last connection test failed, or events received in the
+last hour failed and none was applied. UNKNOWN: nothing received, sent or tested
+yet (no event kept, no request in the window, no test).
+"""
+enum HealthStatus { HEALTHY DEGRADED FAILING UNKNOWN }
+
+"A connection's health, judged from its sync events, its Web API use and its last connection test."
+type ConnectionHealth {
+  status: HealthStatus!
+  "Why the status is not HEALTHY, one sentence each, the most serious first; empty when healthy."
+  reasons: [String!]!
+  "When the newest sync event of the connection (either direction) was received; null when none is kept."
+  lastEventAt: Time
+  "Events received in the last hour that failed."
+  failedEvents: Int!
+  "Failed events waiting for a replay, whenever they were received (syncEvents with status FAILED)."
+  deadLetters: Int!
+  "Web API requests Dataverse throttled (429) in the current window (see ApiBudget)."
+  throttledLastWindow: Int!
+  "The outcome of the newest testConnection; null when it was never tested."
+  lastTest: ConnectionTest
+}
+
+extend type CrmConnection {
+  "Computed when asked for. For a list of connections, three store queries and one Redis read judge them all, plus one query for each connection without an event in the last hour (for lastEventAt)."
+  health: ConnectionHealth!
+}
+
+extend type Query {
+  "The connection's use of Dataverse's request limit in the current window, and per minute."
+  apiBudget(connectionId: ID!): ApiBudget! @hasRole(role: VIEWER)
+  "The connection's sync events per minute by direction and status, since a time at most 24 hours back (and not ahead)."
+  syncStats(connectionId: ID!, since: Time!): SyncStats! @hasRole(role: VIEWER)
+}
+`, BuiltIn: false},
 	{Name: "../../schema/subscriber.graphqls", Input: `# Subscribers: one per address and group, optionally linked to a CRM record.
 
 type Subscriber {
@@ -3582,6 +3954,7 @@ enum SyncStatus { PENDING APPLIED SKIPPED FAILED }
 type SyncEvent {
   id: ID!
   at: Time!
+  "EMS_TO_CRM for changes made in the eMS and for campaign reactions; CRM_TO_EMS for Dataverse's webhooks and the changes the anti-entropy sweep found."
   direction: SyncDirection!
   message: String!
   entity: String!
@@ -3614,6 +3987,42 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_ApiBudget(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "connectionId":
+		return ec.fieldContext_ApiBudget_connectionId(ctx, field)
+	case "windowSeconds":
+		return ec.fieldContext_ApiBudget_windowSeconds(ctx, field)
+	case "limit":
+		return ec.fieldContext_ApiBudget_limit(ctx, field)
+	case "used":
+		return ec.fieldContext_ApiBudget_used(ctx, field)
+	case "left":
+		return ec.fieldContext_ApiBudget_left(ctx, field)
+	case "throttled":
+		return ec.fieldContext_ApiBudget_throttled(ctx, field)
+	case "retryWaitMs":
+		return ec.fieldContext_ApiBudget_retryWaitMs(ctx, field)
+	case "minutes":
+		return ec.fieldContext_ApiBudget_minutes(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiBudget", field.Name)
+}
+
+func (ec *executionContext) childFields_ApiBudgetMinute(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_ApiBudgetMinute_at(ctx, field)
+	case "requests":
+		return ec.fieldContext_ApiBudgetMinute_requests(ctx, field)
+	case "throttled":
+		return ec.fieldContext_ApiBudgetMinute_throttled(ctx, field)
+	case "retryWaitMs":
+		return ec.fieldContext_ApiBudgetMinute_retryWaitMs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiBudgetMinute", field.Name)
+}
 
 func (ec *executionContext) childFields_CampaignSend(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -3737,6 +4146,26 @@ func (ec *executionContext) childFields_CampaignStats(ctx context.Context, field
 	return nil, fmt.Errorf("no field named %q was found under type CampaignStats", field.Name)
 }
 
+func (ec *executionContext) childFields_ConnectionHealth(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "status":
+		return ec.fieldContext_ConnectionHealth_status(ctx, field)
+	case "reasons":
+		return ec.fieldContext_ConnectionHealth_reasons(ctx, field)
+	case "lastEventAt":
+		return ec.fieldContext_ConnectionHealth_lastEventAt(ctx, field)
+	case "failedEvents":
+		return ec.fieldContext_ConnectionHealth_failedEvents(ctx, field)
+	case "deadLetters":
+		return ec.fieldContext_ConnectionHealth_deadLetters(ctx, field)
+	case "throttledLastWindow":
+		return ec.fieldContext_ConnectionHealth_throttledLastWindow(ctx, field)
+	case "lastTest":
+		return ec.fieldContext_ConnectionHealth_lastTest(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConnectionHealth", field.Name)
+}
+
 func (ec *executionContext) childFields_ConnectionTest(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "ok":
@@ -3745,6 +4174,8 @@ func (ec *executionContext) childFields_ConnectionTest(ctx context.Context, fiel
 		return ec.fieldContext_ConnectionTest_detail(ctx, field)
 	case "latencyMs":
 		return ec.fieldContext_ConnectionTest_latencyMs(ctx, field)
+	case "testedAt":
+		return ec.fieldContext_ConnectionTest_testedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ConnectionTest", field.Name)
 }
@@ -3849,6 +4280,8 @@ func (ec *executionContext) childFields_CrmConnection(ctx context.Context, field
 		return ec.fieldContext_CrmConnection_createdAt(ctx, field)
 	case "campaignSettings":
 		return ec.fieldContext_CrmConnection_campaignSettings(ctx, field)
+	case "health":
+		return ec.fieldContext_CrmConnection_health(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CrmConnection", field.Name)
 }
@@ -4397,6 +4830,36 @@ func (ec *executionContext) childFields_SyncRunEdge(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type SyncRunEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_SyncStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "since":
+		return ec.fieldContext_SyncStats_since(ctx, field)
+	case "until":
+		return ec.fieldContext_SyncStats_until(ctx, field)
+	case "total":
+		return ec.fieldContext_SyncStats_total(ctx, field)
+	case "truncated":
+		return ec.fieldContext_SyncStats_truncated(ctx, field)
+	case "buckets":
+		return ec.fieldContext_SyncStats_buckets(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncStats", field.Name)
+}
+
+func (ec *executionContext) childFields_SyncStatsBucket(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_SyncStatsBucket_at(ctx, field)
+	case "direction":
+		return ec.fieldContext_SyncStatsBucket_direction(ctx, field)
+	case "status":
+		return ec.fieldContext_SyncStatsBucket_status(ctx, field)
+	case "count":
+		return ec.fieldContext_SyncStatsBucket_count(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SyncStatsBucket", field.Name)
+}
+
 func (ec *executionContext) childFields_UpsertSubscribersPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "created":
@@ -4558,6 +5021,20 @@ func (ec *executionContext) dir_hasRole_args(ctx context.Context, rawArgs map[st
 		return nil, err
 	}
 	args["role"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_ApiBudget_minutes_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "hours",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["hours"] = arg0
 	return args, nil
 }
 
@@ -4995,6 +5472,20 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_apiBudget_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_campaignSend_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5367,6 +5858,28 @@ func (ec *executionContext) field_Query_syncRuns_args(ctx context.Context, rawAr
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_syncStats_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "connectionId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["connectionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "since",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["since"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_SubscriberGroup_subscribers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5512,6 +6025,303 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 // endregion ***************************** args.gotpl *****************************
 
 // region    **************************** field.gotpl *****************************
+
+func (ec *executionContext) _ApiBudget_connectionId(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_connectionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConnectionID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_connectionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudget", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ApiBudget_windowSeconds(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_windowSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WindowSeconds, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_windowSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudget", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudget_limit(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_limit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Limit, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_limit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudget", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudget_used(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_used(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Used, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_used(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudget", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudget_left(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_left(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Left, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_left(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudget", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudget_throttled(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_throttled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Throttled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_throttled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudget", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudget_retryWaitMs(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_retryWaitMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetryWaitMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_retryWaitMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudget", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudget_minutes(ctx context.Context, field graphql.CollectedField, obj *model.APIBudget) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudget_minutes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.ApiBudget().Minutes(ctx, obj, fc.Args["hours"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.APIBudgetMinute) graphql.Marshaler {
+			return ec.marshalNApiBudgetMinute2ᚕᚖcrmsyncᚋgraphᚋmodelᚐAPIBudgetMinuteᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudget_minutes(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiBudget",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiBudgetMinute(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_ApiBudget_minutes_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiBudgetMinute_at(ctx context.Context, field graphql.CollectedField, obj *model.APIBudgetMinute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudgetMinute_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudgetMinute_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudgetMinute", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ApiBudgetMinute_requests(ctx context.Context, field graphql.CollectedField, obj *model.APIBudgetMinute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudgetMinute_requests(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Requests, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudgetMinute_requests(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudgetMinute", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudgetMinute_throttled(ctx context.Context, field graphql.CollectedField, obj *model.APIBudgetMinute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudgetMinute_throttled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Throttled, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudgetMinute_throttled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudgetMinute", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ApiBudgetMinute_retryWaitMs(ctx context.Context, field graphql.CollectedField, obj *model.APIBudgetMinute) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiBudgetMinute_retryWaitMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RetryWaitMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiBudgetMinute_retryWaitMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiBudgetMinute", field, false, false, "Int")
+}
 
 func (ec *executionContext) _CampaignSend_id(ctx context.Context, field graphql.CollectedField, obj *store.CampaignSend) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
@@ -6577,6 +7387,176 @@ func (ec *executionContext) fieldContext_CampaignStats_complaints(_ context.Cont
 	return graphql.NewScalarFieldContext("CampaignStats", field, false, false, "Int")
 }
 
+func (ec *executionContext) _ConnectionHealth_status(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionHealth_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.HealthStatus) graphql.Marshaler {
+			return ec.marshalNHealthStatus2crmsyncᚋgraphᚋmodelᚐHealthStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionHealth_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionHealth", field, false, false, "HealthStatus")
+}
+
+func (ec *executionContext) _ConnectionHealth_reasons(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionHealth_reasons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reasons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionHealth_reasons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionHealth", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConnectionHealth_lastEventAt(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionHealth_lastEventAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastEventAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionHealth_lastEventAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionHealth", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ConnectionHealth_failedEvents(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionHealth_failedEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FailedEvents, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionHealth_failedEvents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionHealth", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ConnectionHealth_deadLetters(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionHealth_deadLetters(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeadLetters, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionHealth_deadLetters(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionHealth", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ConnectionHealth_throttledLastWindow(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionHealth_throttledLastWindow(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ThrottledLastWindow, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionHealth_throttledLastWindow(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionHealth", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ConnectionHealth_lastTest(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionHealth) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionHealth_lastTest(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastTest, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConnectionTest) graphql.Marshaler {
+			return ec.marshalOConnectionTest2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionTest(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionHealth_lastTest(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConnectionHealth",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConnectionTest(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _ConnectionTest_ok(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionTest) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6644,6 +7624,29 @@ func (ec *executionContext) _ConnectionTest_latencyMs(ctx context.Context, field
 }
 func (ec *executionContext) fieldContext_ConnectionTest_latencyMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ConnectionTest", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ConnectionTest_testedAt(ctx context.Context, field graphql.CollectedField, obj *model.ConnectionTest) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConnectionTest_testedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TestedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConnectionTest_testedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConnectionTest", field, false, false, "Time")
 }
 
 func (ec *executionContext) _ConsentEvent_id(ctx context.Context, field graphql.CollectedField, obj *store.ConsentEvent) (ret graphql.Marshaler) {
@@ -7573,6 +8576,38 @@ func (ec *executionContext) fieldContext_CrmConnection_campaignSettings(_ contex
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_CampaignSettings(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CrmConnection_health(ctx context.Context, field graphql.CollectedField, obj *store.Connection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CrmConnection_health(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CrmConnection().Health(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConnectionHealth) graphql.Marshaler {
+			return ec.marshalNConnectionHealth2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionHealth(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CrmConnection_health(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CrmConnection",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConnectionHealth(ctx, field)
 		},
 	}
 	return fc, nil
@@ -11652,6 +12687,130 @@ func (ec *executionContext) fieldContext_Query_syncRuns(ctx context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_apiBudget(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_apiBudget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().APIBudget(ctx, fc.Args["connectionId"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.APIBudget
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.APIBudget
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.APIBudget) graphql.Marshaler {
+			return ec.marshalNApiBudget2ᚖcrmsyncᚋgraphᚋmodelᚐAPIBudget(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_apiBudget(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiBudget(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_apiBudget_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_syncStats(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_syncStats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SyncStats(ctx, fc.Args["connectionId"].(string), fc.Args["since"].(time.Time))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "VIEWER")
+				if err != nil {
+					var zeroVal *model.SyncStats
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal *model.SyncStats
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SyncStats) graphql.Marshaler {
+			return ec.marshalNSyncStats2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_syncStats(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncStats(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_syncStats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_subscriber(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -14402,6 +15561,222 @@ func (ec *executionContext) fieldContext_SyncRunEdge_node(_ context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _SyncStats_since(ctx context.Context, field graphql.CollectedField, obj *model.SyncStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStats_since(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Since, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStats_since(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStats", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncStats_until(ctx context.Context, field graphql.CollectedField, obj *model.SyncStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStats_until(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Until, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStats_until(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStats", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncStats_total(ctx context.Context, field graphql.CollectedField, obj *model.SyncStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStats_total(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Total, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStats_total(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStats", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SyncStats_truncated(ctx context.Context, field graphql.CollectedField, obj *model.SyncStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStats_truncated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Truncated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStats_truncated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStats", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SyncStats_buckets(ctx context.Context, field graphql.CollectedField, obj *model.SyncStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStats_buckets(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Buckets, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SyncStatsBucket) graphql.Marshaler {
+			return ec.marshalNSyncStatsBucket2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncStatsBucketᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStats_buckets(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SyncStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SyncStatsBucket(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SyncStatsBucket_at(ctx context.Context, field graphql.CollectedField, obj *model.SyncStatsBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStatsBucket_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStatsBucket_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStatsBucket", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SyncStatsBucket_direction(ctx context.Context, field graphql.CollectedField, obj *model.SyncStatsBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStatsBucket_direction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Direction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SyncDirection) graphql.Marshaler {
+			return ec.marshalNSyncDirection2crmsyncᚋgraphᚋmodelᚐSyncDirection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStatsBucket_direction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStatsBucket", field, false, false, "SyncDirection")
+}
+
+func (ec *executionContext) _SyncStatsBucket_status(ctx context.Context, field graphql.CollectedField, obj *model.SyncStatsBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStatsBucket_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SyncStatus) graphql.Marshaler {
+			return ec.marshalNSyncStatus2crmsyncᚋgraphᚋmodelᚐSyncStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStatsBucket_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStatsBucket", field, false, false, "SyncStatus")
+}
+
+func (ec *executionContext) _SyncStatsBucket_count(ctx context.Context, field graphql.CollectedField, obj *model.SyncStatsBucket) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SyncStatsBucket_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SyncStatsBucket_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SyncStatsBucket", field, false, false, "Int")
+}
+
 func (ec *executionContext) _UpsertSubscribersPayload_created(ctx context.Context, field graphql.CollectedField, obj *store.UpsertResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -16805,6 +18180,123 @@ func UnmarshalWebhookAuthInput(ctx context.Context, raw any) (model.WebhookAuthI
 
 // region    **************************** object.gotpl ****************************
 
+var apiBudgetImplementors = []string{"ApiBudget"}
+
+func (ec *executionContext) _ApiBudget(ctx context.Context, sel ast.SelectionSet, obj *model.APIBudget) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, apiBudgetImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApiBudget")
+		case "connectionId":
+			out.Values[i] = ec._ApiBudget_connectionId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "windowSeconds":
+			out.Values[i] = ec._ApiBudget_windowSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "limit":
+			out.Values[i] = ec._ApiBudget_limit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "used":
+			out.Values[i] = ec._ApiBudget_used(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "left":
+			out.Values[i] = ec._ApiBudget_left(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "throttled":
+			out.Values[i] = ec._ApiBudget_throttled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "retryWaitMs":
+			out.Values[i] = ec._ApiBudget_retryWaitMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "minutes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiBudget_minutes(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var apiBudgetMinuteImplementors = []string{"ApiBudgetMinute"}
+
+func (ec *executionContext) _ApiBudgetMinute(ctx context.Context, sel ast.SelectionSet, obj *model.APIBudgetMinute) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, apiBudgetMinuteImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApiBudgetMinute")
+		case "at":
+			out.Values[i] = ec._ApiBudgetMinute_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "requests":
+			out.Values[i] = ec._ApiBudgetMinute_requests(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "throttled":
+			out.Values[i] = ec._ApiBudgetMinute_throttled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "retryWaitMs":
+			out.Values[i] = ec._ApiBudgetMinute_retryWaitMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var campaignSendImplementors = []string{"CampaignSend"}
 
 func (ec *executionContext) _CampaignSend(ctx context.Context, sel ast.SelectionSet, obj *store.CampaignSend) graphql.Marshaler {
@@ -17194,6 +18686,69 @@ func (ec *executionContext) _CampaignStats(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var connectionHealthImplementors = []string{"ConnectionHealth"}
+
+func (ec *executionContext) _ConnectionHealth(ctx context.Context, sel ast.SelectionSet, obj *model.ConnectionHealth) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, connectionHealthImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConnectionHealth")
+		case "status":
+			out.Values[i] = ec._ConnectionHealth_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reasons":
+			out.Values[i] = ec._ConnectionHealth_reasons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastEventAt":
+			out.Values[i] = ec._ConnectionHealth_lastEventAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "failedEvents":
+			out.Values[i] = ec._ConnectionHealth_failedEvents(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deadLetters":
+			out.Values[i] = ec._ConnectionHealth_deadLetters(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "throttledLastWindow":
+			out.Values[i] = ec._ConnectionHealth_throttledLastWindow(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lastTest":
+			out.Values[i] = ec._ConnectionHealth_lastTest(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var connectionTestImplementors = []string{"ConnectionTest"}
 
 func (ec *executionContext) _ConnectionTest(ctx context.Context, sel ast.SelectionSet, obj *model.ConnectionTest) graphql.Marshaler {
@@ -17217,6 +18772,11 @@ func (ec *executionContext) _ConnectionTest(ctx context.Context, sel ast.Selecti
 			}
 		case "latencyMs":
 			out.Values[i] = ec._ConnectionTest_latencyMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "testedAt":
+			out.Values[i] = ec._ConnectionTest_testedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -17556,6 +19116,12 @@ func (ec *executionContext) _CrmConnection(ctx context.Context, sel ast.Selectio
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CrmConnection_campaignSettings(ctx, field, obj)
+				})
+		case "health":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CrmConnection_health(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -18650,6 +20216,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_syncRuns(ctx, field)
+				})
+		case "apiBudget":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_apiBudget(ctx, field)
+				})
+		case "syncStats":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_syncStats(ctx, field)
 				})
 		case "subscriber":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -19805,6 +21383,107 @@ func (ec *executionContext) _SyncRunEdge(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var syncStatsImplementors = []string{"SyncStats"}
+
+func (ec *executionContext) _SyncStats(ctx context.Context, sel ast.SelectionSet, obj *model.SyncStats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncStats")
+		case "since":
+			out.Values[i] = ec._SyncStats_since(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "until":
+			out.Values[i] = ec._SyncStats_until(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "total":
+			out.Values[i] = ec._SyncStats_total(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "truncated":
+			out.Values[i] = ec._SyncStats_truncated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "buckets":
+			out.Values[i] = ec._SyncStats_buckets(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var syncStatsBucketImplementors = []string{"SyncStatsBucket"}
+
+func (ec *executionContext) _SyncStatsBucket(ctx context.Context, sel ast.SelectionSet, obj *model.SyncStatsBucket) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, syncStatsBucketImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SyncStatsBucket")
+		case "at":
+			out.Values[i] = ec._SyncStatsBucket_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "direction":
+			out.Values[i] = ec._SyncStatsBucket_direction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._SyncStatsBucket_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._SyncStatsBucket_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var upsertSubscribersPayloadImplementors = []string{"UpsertSubscribersPayload"}
 
 func (ec *executionContext) _UpsertSubscribersPayload(ctx context.Context, sel ast.SelectionSet, obj *store.UpsertResult) graphql.Marshaler {
@@ -20278,6 +21957,38 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) marshalNApiBudget2ᚖcrmsyncᚋgraphᚋmodelᚐAPIBudget(ctx context.Context, sel ast.SelectionSet, v *model.APIBudget) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApiBudget!")
+		return graphql.Null
+	}
+	return ec._ApiBudget(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNApiBudgetMinute2ᚕᚖcrmsyncᚋgraphᚋmodelᚐAPIBudgetMinuteᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.APIBudgetMinute) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNApiBudgetMinute2ᚖcrmsyncᚋgraphᚋmodelᚐAPIBudgetMinute(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNApiBudgetMinute2ᚖcrmsyncᚋgraphᚋmodelᚐAPIBudgetMinute(ctx context.Context, sel ast.SelectionSet, v *model.APIBudgetMinute) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ApiBudgetMinute!")
+		return graphql.Null
+	}
+	return ec._ApiBudgetMinute(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -20385,6 +22096,14 @@ func (ec *executionContext) marshalNCampaignStats2ᚖcrmsyncᚋgraphᚋmodelᚐC
 		return graphql.Null
 	}
 	return ec._CampaignStats(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNConnectionHealth2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionHealth(ctx context.Context, sel ast.SelectionSet, v *model.ConnectionHealth) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConnectionHealth!")
+		return graphql.Null
+	}
+	return ec._ConnectionHealth(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNConnectionTest2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionTest(ctx context.Context, sel ast.SelectionSet, v *model.ConnectionTest) graphql.Marshaler {
@@ -20780,6 +22499,16 @@ var (
 func (ec *executionContext) unmarshalNFormInput2crmsyncᚋgraphᚋmodelᚐFormInput(ctx context.Context, v any) (model.FormInput, error) {
 	res, err := ec.unmarshalInputFormInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNHealthStatus2crmsyncᚋgraphᚋmodelᚐHealthStatus(ctx context.Context, v any) (model.HealthStatus, error) {
+	var res model.HealthStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNHealthStatus2crmsyncᚋgraphᚋmodelᚐHealthStatus(ctx context.Context, sel ast.SelectionSet, v model.HealthStatus) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
@@ -21550,6 +23279,38 @@ func (ec *executionContext) marshalNSyncRunEdge2ᚖcrmsyncᚋgraphᚋmodelᚐSyn
 	return ec._SyncRunEdge(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNSyncStats2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStats(ctx context.Context, sel ast.SelectionSet, v *model.SyncStats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncStats!")
+		return graphql.Null
+	}
+	return ec._SyncStats(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSyncStatsBucket2ᚕᚖcrmsyncᚋgraphᚋmodelᚐSyncStatsBucketᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SyncStatsBucket) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSyncStatsBucket2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStatsBucket(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSyncStatsBucket2ᚖcrmsyncᚋgraphᚋmodelᚐSyncStatsBucket(ctx context.Context, sel ast.SelectionSet, v *model.SyncStatsBucket) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SyncStatsBucket!")
+		return graphql.Null
+	}
+	return ec._SyncStatsBucket(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNSyncStatus2crmsyncᚋgraphᚋmodelᚐSyncStatus(ctx context.Context, v any) (model.SyncStatus, error) {
 	var res model.SyncStatus
 	err := res.UnmarshalGQL(v)
@@ -21853,6 +23614,13 @@ func (ec *executionContext) marshalOCampaignSend2ᚖcrmsyncᚋstoreᚐCampaignSe
 		return graphql.Null
 	}
 	return ec._CampaignSend(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOConnectionTest2ᚖcrmsyncᚋgraphᚋmodelᚐConnectionTest(ctx context.Context, sel ast.SelectionSet, v *model.ConnectionTest) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ConnectionTest(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOCrmConnection2ᚖcrmsyncᚋstoreᚐConnection(ctx context.Context, sel ast.SelectionSet, v *store.Connection) graphql.Marshaler {

@@ -11,6 +11,43 @@ import (
 	"time"
 )
 
+// Dataverse's service-protection limit on Web API requests — per user, over a
+// sliding window of 300 s: 6000 requests — and how much of it crmsync's requests
+// with this connection used, counted by every instance of the fleet together.
+//
+// The figures are an approximation: the window is the current minute and the four
+// before it (so 240–300 s), counts reach Redis up to a second after the request, and
+// Dataverse counts per user and web server, so requests by other applications with
+// the same application user, or by another connection with the same client id, are
+// not seen here. A `$batch` or bulk request (CreateMultiple, UpdateMultiple…) counts
+// as one, as Dataverse counts it; an attempt that got no answer is not counted. The
+// limit on combined execution time (1,200,000 ms per window) is not measured.
+type APIBudget struct {
+	ConnectionID string `json:"connectionId"`
+	// The length of the window, in seconds (300).
+	WindowSeconds int `json:"windowSeconds"`
+	// Requests Dataverse allows per user and window (6000).
+	Limit int `json:"limit"`
+	// Requests crmsync sent in the window, whatever their answer.
+	Used int `json:"used"`
+	// limit − used, never below 0.
+	Left int `json:"left"`
+	// Requests of the window that Dataverse throttled (429).
+	Throttled int `json:"throttled"`
+	// How long requests of the window waited for a 429's Retry-After, in ms.
+	RetryWaitMs int `json:"retryWaitMs"`
+	// Use per minute over the last `hours` hours (1–24), oldest first: one entry per minute, empty ones and the current one included.
+	Minutes []*APIBudgetMinute `json:"minutes"`
+}
+
+// A connection's Web API requests in the minute that starts at `at`.
+type APIBudgetMinute struct {
+	At          time.Time `json:"at"`
+	Requests    int       `json:"requests"`
+	Throttled   int       `json:"throttled"`
+	RetryWaitMs int       `json:"retryWaitMs"`
+}
+
 type CampaignSendConnection struct {
 	Edges      []*CampaignSendEdge `json:"edges"`
 	PageInfo   *PageInfo           `json:"pageInfo"`
@@ -75,11 +112,29 @@ type CampaignStats struct {
 	Complaints   int `json:"complaints"`
 }
 
-// The outcome of testConnection: whether crmsync reached the CRM's Web API with the connection's credentials, and what it found.
+// A connection's health, judged from its sync events, its Web API use and its last connection test.
+type ConnectionHealth struct {
+	Status HealthStatus `json:"status"`
+	// Why the status is not HEALTHY, one sentence each, the most serious first; empty when healthy.
+	Reasons []string `json:"reasons"`
+	// When the newest sync event of the connection (either direction) was received; null when none is kept.
+	LastEventAt *time.Time `json:"lastEventAt,omitempty"`
+	// Events received in the last hour that failed.
+	FailedEvents int `json:"failedEvents"`
+	// Failed events waiting for a replay, whenever they were received (syncEvents with status FAILED).
+	DeadLetters int `json:"deadLetters"`
+	// Web API requests Dataverse throttled (429) in the current window (see ApiBudget).
+	ThrottledLastWindow int `json:"throttledLastWindow"`
+	// The outcome of the newest testConnection; null when it was never tested.
+	LastTest *ConnectionTest `json:"lastTest,omitempty"`
+}
+
+// The outcome of testConnection: whether crmsync reached the CRM's Web API with the connection's credentials, and what it found. The newest is kept as the connection's health.lastTest.
 type ConnectionTest struct {
-	Ok        bool   `json:"ok"`
-	Detail    string `json:"detail"`
-	LatencyMs int    `json:"latencyMs"`
+	Ok        bool      `json:"ok"`
+	Detail    string    `json:"detail"`
+	LatencyMs int       `json:"latencyMs"`
+	TestedAt  time.Time `json:"testedAt"`
 }
 
 type ConsentEventConnection struct {
@@ -338,6 +393,29 @@ type SyncRunEdge struct {
 	Node   *store.SyncRun `json:"node"`
 }
 
+// A connection's sync events per minute since a time, counted by the minute they
+// were received, their direction and where they stand now.
+type SyncStats struct {
+	// The start of the first minute counted: the minute of the `since` asked for.
+	Since time.Time `json:"since"`
+	// When the statistic was taken.
+	Until time.Time `json:"until"`
+	// The sum of the buckets.
+	Total int `json:"total"`
+	// Set when more than 200,000 events matched: only those read first are counted.
+	Truncated bool `json:"truncated"`
+	// The non-empty buckets, by minute, then direction, then status (PENDING, APPLIED, FAILED).
+	Buckets []*SyncStatsBucket `json:"buckets"`
+}
+
+// The events of one minute (starting at `at`), direction and status.
+type SyncStatsBucket struct {
+	At        time.Time     `json:"at"`
+	Direction SyncDirection `json:"direction"`
+	Status    SyncStatus    `json:"status"`
+	Count     int           `json:"count"`
+}
+
 type UpdateConnectionInput struct {
 	Name              *string `json:"name,omitempty"`
 	OwnerLogin        *string `json:"ownerLogin,omitempty"`
@@ -356,6 +434,71 @@ type WebhookAuthInput struct {
 	Mode  store.WebhookAuthMode `json:"mode"`
 	Name  *string               `json:"name,omitempty"`
 	Value string                `json:"value"`
+}
+
+// HEALTHY: nothing to report. DEGRADED: the connection works, with something to look
+// at (failed events waiting for a replay, events waiting for the engine longer than
+// 5 minutes, requests throttled or 80 % of the window's limit used, Redis not
+// answering). FAILING: the last connection test failed, or events received in the
+// last hour failed and none was applied. UNKNOWN: nothing received, sent or tested
+// yet (no event kept, no request in the window, no test).
+type HealthStatus string
+
+const (
+	HealthStatusHealthy  HealthStatus = "HEALTHY"
+	HealthStatusDegraded HealthStatus = "DEGRADED"
+	HealthStatusFailing  HealthStatus = "FAILING"
+	HealthStatusUnknown  HealthStatus = "UNKNOWN"
+)
+
+var AllHealthStatus = []HealthStatus{
+	HealthStatusHealthy,
+	HealthStatusDegraded,
+	HealthStatusFailing,
+	HealthStatusUnknown,
+}
+
+func (e HealthStatus) IsValid() bool {
+	switch e {
+	case HealthStatusHealthy, HealthStatusDegraded, HealthStatusFailing, HealthStatusUnknown:
+		return true
+	}
+	return false
+}
+
+func (e HealthStatus) String() string {
+	return string(e)
+}
+
+func (e *HealthStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = HealthStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid HealthStatus", str)
+	}
+	return nil
+}
+
+func (e HealthStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *HealthStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e HealthStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // Roles are cumulative: an editor can do all a viewer can, an admin all an editor can.

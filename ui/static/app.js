@@ -27,6 +27,7 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+function plural(n, word) { return `${n.toLocaleString()} ${word}${n === 1 ? '' : 's'}`; }
 function num(n) { return el('td', { class: 'num' }, n === null || n === undefined ? '–' : n.toLocaleString()); }
 function when(t) { return t ? new Date(t).toLocaleString() : '–'; }
 
@@ -106,9 +107,12 @@ function clearErrors() {
 
 // --- views -------------------------------------------------------------------
 
+const HEALTH_CLASS = { HEALTHY: 'ok', DEGRADED: 'warn', FAILING: 'bad', UNKNOWN: 'empty' };
+
 async function loadConnections() {
   const data = await gql(`query { connections { id name organizationUrl
-    registration { stepsCreated stepsUpdated stepsRemoved warnings registeredAt } } }`);
+    registration { stepsCreated stepsUpdated stepsRemoved warnings registeredAt }
+    health { status reasons lastEventAt } } }`);
   const perConn = await Promise.all(data.connections.map((c) => gql(`query($c: ID!) {
     ingestStats(connectionId: $c) { pending processed failed latencyP95Ms }
     marketingLists(connectionId: $c, first: 100) { totalCount edges { node {
@@ -117,17 +121,17 @@ async function loadConnections() {
   const connRows = data.connections.map((c, i) => {
     const s = perConn[i].ingestStats;
     const r = c.registration;
-    let health = el('span', { class: 'ok' }, 'ok');
-    if (!r || !r.registeredAt) health = el('span', { class: 'warn' }, 'webhooks not registered');
-    if (s.failed > 0) health = el('span', { class: 'bad' }, s.failed + ' failed');
+    const h = c.health;
+    const health = el('td', { class: 'health' }, el('span', { class: HEALTH_CLASS[h.status] }, h.status),
+      ...h.reasons.map((w) => el('div', { class: 'detail' }, w)));
     const reg = r && r.registeredAt
       ? el('span', {}, `${r.stepsCreated} created, ${r.stepsUpdated} updated, ${r.stepsRemoved} removed (${when(r.registeredAt)})`,
         ...r.warnings.map((w) => el('div', { class: 'detail warn' }, w)))
       : el('span', { class: 'empty' }, 'not registered');
-    return [el('td', {}, c.name, el('div', { class: 'detail id' }, c.id)), c.organizationUrl, health,
+    return [el('td', {}, c.name, el('div', { class: 'detail id' }, c.id)), c.organizationUrl, health, when(h.lastEventAt),
       num(s.processed), num(s.pending), num(s.failed), num(Math.round(s.latencyP95Ms)), reg];
   });
-  fill('connections', table(['Name', 'Organization', 'Health', '#Processed', '#Pending', '#Failed', '#p95 ms', 'Registration steps'],
+  fill('connections', table(['Name', 'Organization', 'Health', 'Last event', '#Processed', '#Pending', '#Failed', '#p95 ms', 'Registration steps'],
     connRows, 'No connections yet.'));
 
   const lists = [];
@@ -210,29 +214,17 @@ async function loadSends() {
     rows, 'No campaign sends yet.'));
 }
 
-async function loadChart() {
-  const data = await gql(`query { syncEvents(first: 500) { pageInfo { hasNextPage } edges { node { at status } } } }`);
-  const minutes = CHART_HOURS * 60;
-  const now = Date.now();
-  const total = new Array(minutes).fill(0);
-  const failed = new Array(minutes).fill(0);
-  let oldest = null;
-  for (const { node } of data.syncEvents.edges) {
-    const t = Date.parse(node.at);
-    oldest = oldest === null ? t : Math.min(oldest, t);
-    const ago = Math.floor((now - t) / 60000);
-    if (ago < 0 || ago >= minutes) continue;
-    const i = minutes - 1 - ago;
-    total[i]++;
-    if (node.status === 'FAILED') failed[i]++;
-  }
+// barChart draws one bar per minute (oldest first) of total, and over it the
+// part of each minute that went wrong (red); title(i) describes minute i.
+function barChart(label, total, bad, title) {
+  const minutes = total.length;
   const max = Math.max(1, ...total);
   const svgNS = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(svgNS, 'svg');
   svg.setAttribute('viewBox', `0 0 ${minutes} 100`);
   svg.setAttribute('preserveAspectRatio', 'none');
   svg.setAttribute('role', 'img');
-  svg.setAttribute('aria-label', `Sync events per minute over the last ${CHART_HOURS} hours`);
+  svg.setAttribute('aria-label', label);
   const bar = (i, n, cls) => {
     const h = (n / max) * 100;
     const r = document.createElementNS(svgNS, 'rect');
@@ -241,19 +233,62 @@ async function loadChart() {
     r.setAttribute('width', 0.8);
     r.setAttribute('y', 100 - h);
     r.setAttribute('height', h);
-    const title = document.createElementNS(svgNS, 'title');
-    title.textContent = `${new Date(now - (minutes - i) * 60000).toLocaleTimeString()}: ${total[i]} events, ${failed[i]} failed`;
-    r.append(title);
+    const t = document.createElementNS(svgNS, 'title');
+    t.textContent = title(i);
+    r.append(t);
     svg.append(r);
   };
   total.forEach((n, i) => { if (n) bar(i, n, 'bar'); });
-  failed.forEach((n, i) => { if (n) bar(i, n, 'bar-failed'); });
-  const inWindow = total.reduce((a, b) => a + b, 0);
-  let caption = `${inWindow} events in the last ${CHART_HOURS} hours, at most ${max} in a minute (red: failed).`;
-  if (data.syncEvents.pageInfo.hasNextPage && oldest !== null && now - oldest < minutes * 60000) {
-    caption += ` Only minutes after ${new Date(oldest).toLocaleTimeString()} are complete.`;
+  bad.forEach((n, i) => { if (n) bar(i, n, 'bar-failed'); });
+  return { svg, max, sum: total.reduce((a, b) => a + b, 0) };
+}
+
+function minuteLabel(t) { return new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }); }
+
+// loadCharts reads each connection's sync statistics and Web API budget over the
+// last CHART_HOURS hours: the events of all connections in one chart, the budget
+// of each connection in one of its own.
+async function loadCharts() {
+  const minutes = CHART_HOURS * 60;
+  const first = Math.floor(Date.now() / 60000) - minutes + 1; // unix minute of the oldest bar
+  const since = new Date(first * 60000).toISOString();
+  const { connections } = await gql(`query { connections { id name } }`);
+  const per = await Promise.all(connections.map((c) => gql(`query($c: ID!, $since: Time!, $h: Int) {
+    syncStats(connectionId: $c, since: $since) { truncated buckets { at status count } }
+    apiBudget(connectionId: $c) { used limit left throttled minutes(hours: $h) { at requests throttled } } }`,
+  { c: c.id, since, h: CHART_HOURS })));
+
+  const total = new Array(minutes).fill(0);
+  const failed = new Array(minutes).fill(0);
+  let truncated = false;
+  for (const { syncStats: st } of per) {
+    truncated = truncated || st.truncated;
+    for (const b of st.buckets) {
+      const i = Math.floor(Date.parse(b.at) / 60000) - first;
+      if (i < 0 || i >= minutes) continue;
+      total[i] += b.count;
+      if (b.status === 'FAILED') failed[i] += b.count;
+    }
   }
-  fill('chart', svg, el('p', { class: 'empty' }, `${CHART_HOURS} h ago … now. ` + caption));
+  const at = (i) => minuteLabel((first + i) * 60000);
+  const events = barChart(`Sync events per minute over the last ${CHART_HOURS} hours`, total, failed,
+    (i) => `${at(i)}: ${total[i]} events, ${failed[i]} failed`);
+  let caption = `${CHART_HOURS} h ago … now. ${plural(events.sum, 'event')}, at most ${events.max.toLocaleString()} in a minute.`;
+  if (truncated) caption += ' A connection had more events than one statistic reads; not all are counted.';
+  fill('chart', events.svg, el('p', { class: 'empty' }, caption));
+
+  const budgets = connections.map((c, k) => {
+    const b = per[k].apiBudget;
+    const req = b.minutes.map((m) => m.requests);
+    const chart = barChart(`Web API requests of ${c.name} per minute over the last ${CHART_HOURS} hours`, req, b.minutes.map((m) => m.throttled),
+      (i) => `${minuteLabel(b.minutes[i].at)}: ${req[i]} requests, ${b.minutes[i].throttled} throttled`);
+    const summary = el('p', { class: 'budget-summary', dataset: { connection: c.id, used: String(b.used), requests: String(chart.sum) } },
+      `${b.used.toLocaleString()} of ${b.limit.toLocaleString()} requests used in the last 5 minutes, ${b.left.toLocaleString()} left`,
+      b.throttled ? el('span', { class: 'bad' }, `; ${b.throttled.toLocaleString()} throttled`) : '',
+      `. ${plural(chart.sum, 'request')} in the last ${CHART_HOURS} hours, at most ${chart.max.toLocaleString()} in a minute.`);
+    return el('div', { class: 'budget' }, el('h3', {}, c.name), chart.svg, summary);
+  });
+  fill('budget', ...(budgets.length ? budgets : [el('p', { class: 'empty' }, 'No connections yet.')]));
 }
 
 // --- wiring ------------------------------------------------------------------
@@ -276,7 +311,7 @@ async function refresh() {
     await Promise.all([
       run('Connections and lists', loadConnections), run('Subscriber groups', loadGroups),
       run('Sync events', loadEvents), run('Dead letters', loadDeadLetters),
-      run('Campaign sends', loadSends), run('Chart', loadChart),
+      run('Campaign sends', loadSends), run('Charts', loadCharts),
     ]);
     if (token()) $('#msg').textContent = 'Updated ' + new Date().toLocaleTimeString() + '.';
   } finally {
