@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -29,8 +30,11 @@ type config struct {
 	KeyGrace      time.Duration
 	SMTPURL       string
 	// SMTP is CRMSYNC_SMTP_URL parsed; nil when delivery by SMTP is off.
-	SMTP        *mail.SMTPConfig
-	Production  bool
+	SMTP       *mail.SMTPConfig
+	Production bool
+	// LogLevel is the least level logged (CRMSYNC_LOG_LEVEL); debug adds a line per
+	// event applied.
+	LogLevel    slog.Level
 	RedisPrefix string
 	// LeaseTTL is how long a worker's claim on a stream partition lives unrenewed:
 	// how soon a dead worker's partitions pass to the others.
@@ -89,6 +93,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		c.Production = true
 	default:
 		return nil, &configError{"CRMSYNC_ENV", fmt.Sprintf("must be development or production, not %q", env)}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(getenv("CRMSYNC_LOG_LEVEL"), "info"))); err != nil {
+		return nil, &configError{"CRMSYNC_LOG_LEVEL", "must be debug, info, warn or error"}
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return nil, &configError{"CRMSYNC_ADDR", "must be HOST:PORT, such as 127.0.0.1:8080"}

@@ -21,6 +21,7 @@ func TestLoadConfigNamesTheVariable(t *testing.T) {
 		want string
 	}{
 		{map[string]string{"CRMSYNC_ENV": "staging"}, "CRMSYNC_ENV"},
+		{map[string]string{"CRMSYNC_LOG_LEVEL": "verbose"}, "CRMSYNC_LOG_LEVEL"},
 		{map[string]string{"CRMSYNC_ADDR": "8080"}, "CRMSYNC_ADDR"},
 		{map[string]string{"CRMSYNC_PUBLIC_URL": "example.com"}, "CRMSYNC_PUBLIC_URL"},
 		{map[string]string{"MONGODB_URI": "postgres://x"}, "MONGODB_URI"},

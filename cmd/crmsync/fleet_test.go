@@ -93,16 +93,7 @@ func TestFleetOfThreeSurvivesAKill(t *testing.T) {
 			}
 		}
 	})
-	// The first instance migrates the store alone; the other two start together.
-	procs := []*proc{serveProcess("a"), nil, nil}
-	var wg sync.WaitGroup
-	for i, name := range []string{"b", "c"} {
-		wg.Go(func() { procs[i+1] = serveProcess(name) })
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+	procs := []*proc{serveProcess("a"), serveProcess("b"), serveProcess("c")}
 	a, b, c := procs[0], procs[1], procs[2]
 	as := func(p *proc) *instance { return &instance{t: t, base: p.base, cfg: cfg, store: h.store} }
 
@@ -138,6 +129,7 @@ func TestFleetOfThreeSurvivesAKill(t *testing.T) {
 
 	// Load to all three; each instance's events are about records of their own.
 	results := make([]*loadgen.Result, 3)
+	var wg sync.WaitGroup
 	for i, p := range procs {
 		wg.Go(func() {
 			results[i], _ = loadgen.Run(ctx, loadgen.Config{

@@ -39,7 +39,7 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	// Lines logged with an event's context carry its tenant, connection, event
 	// and correlation ids (logctx).
-	logger := slog.New(logctx.NewHandler(slog.NewJSONHandler(stderr, nil)))
+	logger := slog.New(logctx.NewHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel})))
 	if *demo {
 		return serveDemo(ctx, cfg, logger, stdout)
 	}
