@@ -15,6 +15,7 @@ import (
 	"crmsync/engine"
 	"crmsync/logctx"
 	"crmsync/logctx/logctxtest"
+	"crmsync/queue"
 	"crmsync/store"
 )
 
@@ -143,4 +144,34 @@ func hasLine(lines []map[string]any, id, msg string) bool {
 		}
 	}
 	return false
+}
+
+// failingPublisher refuses every publish, as a Redis that is away does.
+type failingPublisher struct{}
+
+func (failingPublisher) Publish(context.Context, ...queue.Entry) error {
+	return errors.New("redis: connection refused")
+}
+
+// TestOutboxSaysWhenItCannotPublish: an eMS change whose publish fails is still
+// stored (the recovery sweep publishes it), and a warning with the tenant and
+// the change's correlation id says so.
+func TestOutboxSaysWhenItCannotPublish(t *testing.T) {
+	t.Parallel()
+	b := crmSetup(t)
+	ctx := logctx.With(context.Background(), slog.String(logctx.Tenant, "acme"), slog.String(logctx.Correlation, "req-9"))
+	logs := &logctxtest.Recorder{}
+	outbox := &engine.Outbox{Store: b.store, Publisher: failingPublisher{}, Logger: logs.Logger(slog.LevelInfo)}
+	ids := b.subscribers(t, []store.SubscriberInput{{Email: "late@example.de"}})
+	if err := outbox.SubscribersChanged(ctx, "acme", b.group.ID, ids); err != nil {
+		t.Fatal(err)
+	}
+	line := logs.Line(t, "eMS changes stored but not published; the recovery sweep will publish them")
+	if line["tenant"] != "acme" || line["correlation"] != "req-9" || line["count"] != float64(1) {
+		t.Errorf("the warning is %v", line)
+	}
+	evs, _, err := b.store.SyncEventsPage(ctx, "acme", store.SyncEventFilter{RecordID: ids[0]}, store.EventPosition{}, 10)
+	if err != nil || len(evs) != 1 || evs[0].Status != store.InboxPending || evs[0].CorrelationID != "req-9" {
+		t.Errorf("stored events %+v, %v; want one pending, correlated with req-9", evs, err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,6 +46,9 @@ type Outbox struct {
 		Publish(ctx context.Context, entries ...queue.Entry) error
 	}
 	Now func() time.Time
+	// Logger hears when a publish fails (the recovery sweep publishes the events
+	// later); default slog.Default().
+	Logger *slog.Logger
 }
 
 // SubscribersChanged queues the given subscribers of a group for the CRM, when the
@@ -100,7 +104,10 @@ func (o *Outbox) queue(ctx context.Context, tenant, groupID, message, entity str
 	if _, err := o.Store.AddInboxEvents(ctx, evs); err != nil {
 		return err
 	}
-	_ = o.Publisher.Publish(ctx, entries...)
+	if err := o.Publisher.Publish(ctx, entries...); err != nil {
+		cmp.Or(o.Logger, slog.Default()).WarnContext(ctx, "eMS changes stored but not published; the recovery sweep will publish them",
+			slog.Int("count", len(entries)), slog.String("error", err.Error()))
+	}
 	return nil
 }
 

@@ -316,14 +316,8 @@ func TestUpdateConnectionRotatesKeyWithGrace(t *testing.T) {
 
 func TestRetentionKeepsUnfinishedEvents(t *testing.T) {
 	t.Parallel()
-	cfg := storetest.Config(t)
 	now := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
-	cfg.Now = func() time.Time { return now }
-	s, err := store.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(context.Background())
+	s := storetest.Open(t, func(c *store.Config) { c.Now = func() time.Time { return now } }) // its database is dropped at the end
 	ctx := context.Background()
 	var evs []*store.InboxEvent
 	for _, id := range []string{"old-done", "old-failed", "old-pending", "new-done"} {
