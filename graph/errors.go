@@ -40,13 +40,32 @@ func apiError(code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// resolverError marks an error that a resolver or a directive returned. gqlgen
+// hands the presenter those and its own errors about the client's input (argument
+// coercion) alike, wrapped in a *gqlerror.Error; the mark tells them apart.
+type resolverError struct{ err error }
+
+func (e resolverError) Error() string { return e.err.Error() }
+func (e resolverError) Unwrap() error { return e.err }
+
+// markResolverErrors is the field middleware that marks what resolvers return as
+// theirs (resolverError).
+func markResolverErrors(ctx context.Context, next graphql.Resolver) (any, error) {
+	res, err := next(ctx)
+	if err != nil {
+		err = resolverError{err}
+	}
+	return res, err
+}
+
 // errorPresenter turns errors into the contract's extensions.code values. Errors it
 // does not know are logged once and answered as INTERNAL with no detail, so no
 // internals leak.
 func errorPresenter(logger *slog.Logger, timeout time.Duration) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
+		var fromResolver resolverError
 		var direct *gqlerror.Error
-		isGQL := errors.As(err, &direct) && direct == err
+		isGQL := !errors.As(err, &fromResolver) && errors.As(err, &direct)
 		gerr := graphql.DefaultErrorPresenter(ctx, err)
 
 		var apiErr *Error

@@ -2,6 +2,9 @@ package graph
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 
 	"crmsync/graph/model"
 	"crmsync/store"
@@ -83,4 +86,29 @@ func (r *Resolver) subscribersByEmail(ctx context.Context, tenant, email string)
 		}
 		afterID = groups[len(groups)-1].ID
 	}
+}
+
+// formsNamed is how many of its forms a refused group deletion names.
+const formsNamed = 3
+
+// refuseGroupWithForms answers CONFLICT, naming the forms, when sign-up forms still
+// add subscribers to the group: deleting it would leave them pointing at nothing.
+func (r *Resolver) refuseGroupWithForms(ctx context.Context, tenant, groupID string) error {
+	forms, total, err := r.Store.FormsOfGroup(ctx, tenant, groupID, formsNamed)
+	if err != nil || total == 0 {
+		return err
+	}
+	names := make([]string, len(forms))
+	for i, f := range forms {
+		names[i] = strconv.Quote(f.Name)
+	}
+	named := strings.Join(names, ", ")
+	if more := total - len(forms); more > 0 {
+		named += fmt.Sprintf(" and %d more", more)
+	}
+	msg := fmt.Sprintf("the group has a sign-up form (%s) that adds subscribers to it; delete it (deleteForm) or point it at another group (updateForm) first", named)
+	if total > 1 {
+		msg = fmt.Sprintf("the group has %d sign-up forms (%s) that add subscribers to it; delete them (deleteForm) or point them at another group (updateForm) first", total, named)
+	}
+	return &Error{Code: CodeConflict, Field: "id", Message: msg}
 }

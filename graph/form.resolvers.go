@@ -105,6 +105,17 @@ func (r *mutationResolver) UpdateForm(ctx context.Context, id string, input mode
 	return r.Store.UpdateForm(ctx, c.Tenant, id, formInput(input))
 }
 
+func (r *mutationResolver) DeleteForm(ctx context.Context, id string) (bool, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return false, err
+	}
+	if err := r.Store.DeleteForm(ctx, c.Tenant, id); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 func (r *queryResolver) Form(ctx context.Context, id string) (*store.Form, error) {
 	c, err := caller(ctx)
 	if err != nil {

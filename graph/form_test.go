@@ -402,3 +402,84 @@ func TestSuppression(t *testing.T) {
 	wantError(t, "first over 500", b.do(t, viewer, `query($c: ID!) { suppression(connectionId: $c, first: 501) { totalCount } }`,
 		map[string]any{"c": b.conn.ID}), "TOO_COMPLEX", "first")
 }
+
+// TestDeleteGroupWithForms: a group that sign-up forms still add subscribers to is
+// not deleted, and the answer names the forms and what to do; once they are gone
+// or point elsewhere, it is.
+func TestDeleteGroupWithForms(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	editor, other := callerToken(t, "acme", "editor"), callerToken(t, "globex", "admin")
+	var ids []string
+	for _, name := range []string{"One", "Two", "Three", "Four"} {
+		f, err := b.store.CreateForm(ctx, "acme", store.FormInput{GroupID: b.group.ID, Name: name,
+			Fields: []store.FormField{{Name: "email", Type: store.FieldEmail, SubscriberField: "email"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, f.ID)
+	}
+	del := func(tok string) result {
+		return b.do(t, tok, `mutation($g: ID!) { deleteSubscriberGroup(id: $g) }`, map[string]any{"g": b.group.ID})
+	}
+	refused := func(want string) {
+		t.Helper()
+		r := del(editor)
+		wantError(t, "delete a group with forms", r, "CONFLICT", "id")
+		if len(r.Errors) > 0 && !strings.Contains(r.Errors[0].Message, want) {
+			t.Errorf("message %q, want it to contain %q", r.Errors[0].Message, want)
+		}
+		var g struct{ SubscriberCount int }
+		decode(t, b.do(t, editor, `query($g: ID!) { subscriberGroup(id: $g) { subscriberCount } }`, map[string]any{"g": b.group.ID}), "subscriberGroup", &g)
+		if g.SubscriberCount != 1 {
+			t.Errorf("the refused group has %d subscribers, want its 1", g.SubscriberCount)
+		}
+	}
+
+	refused(`the group has 4 sign-up forms ("One", "Two", "Three" and 1 more) that add subscribers to it; delete them (deleteForm) or point them at another group (updateForm) first`)
+	wantError(t, "another tenant deletes the group", del(other), "NOT_FOUND", "")
+
+	for _, id := range ids[:3] {
+		if r := b.do(t, editor, `mutation($f: ID!) { deleteForm(id: $f) }`, map[string]any{"f": id}); string(r.Data["deleteForm"]) != "true" {
+			t.Fatalf("deleteForm: %+v", r.Errors)
+		}
+	}
+	refused(`the group has a sign-up form ("Four") that adds subscribers to it; delete it (deleteForm) or point it at another group (updateForm) first`)
+
+	// Moved to another group, the last form no longer holds this one.
+	var elsewhere struct{ ID string }
+	decode(t, b.do(t, editor, `mutation { createSubscriberGroup(input: {name: "Elsewhere"}) { id } }`, nil), "createSubscriberGroup", &elsewhere)
+	var moved form
+	decode(t, b.do(t, editor, `mutation($id: ID!, $in: FormInput!) { updateForm(id: $id, input: $in) { `+formFields+` } }`,
+		map[string]any{"id": ids[3], "in": formInput(elsewhere.ID, map[string]any{"name": "Four"})}), "updateForm", &moved)
+	if r := del(editor); string(r.Data["deleteSubscriberGroup"]) != "true" {
+		t.Fatalf("delete the group without forms: %+v", r.Errors)
+	}
+	wantError(t, "the deleted group", b.do(t, editor, `query($g: ID!) { subscriberGroup(id: $g) { id } }`, map[string]any{"g": b.group.ID}), "NOT_FOUND", "")
+	var kept form
+	decode(t, b.do(t, editor, `query($id: ID!) { form(id: $id) { `+formFields+` } }`, map[string]any{"id": ids[3]}), "form", &kept)
+	if kept.Group.ID != elsewhere.ID {
+		t.Errorf("the moved form's group = %s, want %s", kept.Group.ID, elsewhere.ID)
+	}
+}
+
+func TestDeleteForm(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	editor, viewer, other := callerToken(t, "acme", "editor"), callerToken(t, "acme", "viewer"), callerToken(t, "globex", "admin")
+	var f form
+	decode(t, b.do(t, editor, `mutation($in: FormInput!) { createForm(input: $in) { `+formFields+` } }`,
+		map[string]any{"in": formInput(b.group.ID, nil)}), "createForm", &f)
+	del := func(tok, id string) result {
+		return b.do(t, tok, `mutation($f: ID!) { deleteForm(id: $f) }`, map[string]any{"f": id})
+	}
+	wantError(t, "viewer deletes", del(viewer, f.ID), "FORBIDDEN", "")
+	wantError(t, "another tenant deletes", del(other, f.ID), "NOT_FOUND", "")
+	wantError(t, "delete an unknown form", del(editor, "nope"), "NOT_FOUND", "")
+	if r := del(editor, f.ID); string(r.Data["deleteForm"]) != "true" {
+		t.Fatalf("deleteForm: %+v", r.Errors)
+	}
+	wantError(t, "the deleted form", b.do(t, editor, `query($id: ID!) { form(id: $id) { id } }`, map[string]any{"id": f.ID}), "NOT_FOUND", "")
+	wantError(t, "delete it again", del(editor, f.ID), "NOT_FOUND", "")
+}

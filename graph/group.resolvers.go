@@ -62,6 +62,9 @@ func (r *mutationResolver) DeleteSubscriberGroup(ctx context.Context, id string)
 		return false, &Error{Code: CodeConflict, Field: "id",
 			Message: "the group has campaign sends that are scheduled or going out; cancel them (cancelCampaignSend) or let them finish first"}
 	}
+	if err := r.refuseGroupWithForms(ctx, c.Tenant, id); err != nil {
+		return false, err
+	}
 	if err := r.Store.DeleteGroup(ctx, c.Tenant, id); err != nil {
 		return false, err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"crmsync/auth"
 	"crmsync/graph/generated"
+	"crmsync/logctx"
 	"crmsync/store"
 )
 
@@ -81,7 +82,9 @@ type Config struct {
 }
 
 // NewHandler returns the /graphql handler: POST, GET (queries only) and websocket
-// transports, bearer-token authentication, limits and the error presenter.
+// transports, bearer-token authentication, limits and the error presenter. Each
+// request gets an id (RequestIDHeader) that its answer echoes and its log lines
+// and events carry as their correlation id.
 func NewHandler(cfg Config) http.Handler {
 	cfg.ComplexityLimit = cmp.Or(cfg.ComplexityLimit, 20000)
 	cfg.ParserTokenLimit = cmp.Or(cfg.ParserTokenLimit, 15000)
@@ -117,10 +120,11 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	srv.Use(depthLimit{max: MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(cfg.ComplexityLimit))
+	srv.AroundFields(markResolverErrors)
 	srv.SetErrorPresenter(errorPresenter(cfg.Logger, cfg.RequestTimeout))
 	srv.SetRecoverFunc(recoverFunc(cfg.Logger))
 
-	return limitBody(cfg.MaxBodyBytes, withTimeout(cfg.RequestTimeout, cfg.Verifier.Middleware(withLoaders(resolver, srv))))
+	return withRequestID(limitBody(cfg.MaxBodyBytes, withTimeout(cfg.RequestTimeout, cfg.Verifier.Middleware(withCallerTenant(withLoaders(resolver, srv))))))
 }
 
 // withTimeout bounds the context of every request but websocket upgrades.
@@ -158,6 +162,7 @@ func websocketInit(v *auth.Verifier) transport.WebsocketInitFunc {
 		ctx, cancel := context.WithDeadline(ctx, c.ExpiresAt)
 		context.AfterFunc(ctx, cancel)
 		ctx = transport.AppendCloseReason(ctx, "the token expired; reconnect with a fresh one")
+		ctx = logctx.With(ctx, slog.String(logctx.Tenant, c.Tenant))
 		return auth.WithCaller(ctx, c), nil, nil
 	}
 }

@@ -63,7 +63,9 @@ type bundle struct {
 	run    *store.SyncRun
 }
 
-func setup(t *testing.T) *bundle {
+// setup serves a tenant "acme" with a connection, a CRM-synced group with one
+// subscriber and a linked list; opts change the server's configuration.
+func setup(t *testing.T, opts ...func(*graph.Config)) *bundle {
 	t.Helper()
 	st := storetest.Open(t)
 	v, err := auth.NewVerifier(auth.Config{Secret: secret})
@@ -73,8 +75,12 @@ func setup(t *testing.T) *bundle {
 	pub := &fakePublisher{}
 	rdb, keys := queuetest.Open(t)
 	budget := queue.NewBudget(rdb.Client, keys, queue.BudgetConfig{})
-	srv := httptest.NewServer(graph.NewHandler(graph.Config{Store: st, Verifier: v, Publisher: pub, Lists: storeListSync{st}, Tester: okTester{},
-		Campaigns: storeCampaigns{st}, Registrar: planRegistrar{}, Budget: budget, SendPollInterval: 10 * time.Millisecond, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}))
+	cfg := graph.Config{Store: st, Verifier: v, Publisher: pub, Lists: storeListSync{st}, Tester: okTester{},
+		Campaigns: storeCampaigns{st}, Registrar: planRegistrar{}, Budget: budget, SendPollInterval: 10 * time.Millisecond, PublicURL: "https://crmsync.example", ComplexityLimit: 1000}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	srv := httptest.NewServer(graph.NewHandler(cfg))
 	t.Cleanup(srv.Close)
 	ctx := context.Background()
 	conn, err := st.CreateConnection(ctx, "acme", store.ConnectionInput{
@@ -149,8 +155,19 @@ func (r result) code() string {
 
 func (b *bundle) do(t testing.TB, token, query string, vars map[string]any) result {
 	t.Helper()
+	r, _ := b.doWith(t, nil, token, query, vars)
+	return r
+}
+
+// doWith sends a request with extra headers and answers the result and the
+// response's headers.
+func (b *bundle) doWith(t testing.TB, header http.Header, token, query string, vars map[string]any) (result, http.Header) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
 	req, _ := http.NewRequest(http.MethodPost, b.srv.URL, bytes.NewReader(body))
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -169,7 +186,7 @@ func (b *bundle) do(t testing.TB, token, query string, vars map[string]any) resu
 	if resp.StatusCode != http.StatusOK && !(resp.StatusCode == http.StatusUnprocessableEntity && strings.HasPrefix(r.code(), "GRAPHQL_")) {
 		t.Fatalf("status %d (%+v)", resp.StatusCode, r.Errors)
 	}
-	return r
+	return r, resp.Header
 }
 
 func token(t testing.TB, claims jwt.MapClaims, method jwt.SigningMethod, key any) string {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 // Sign-up forms (issue #9): a form posts to POST /forms/{formId} and adds or updates
@@ -195,6 +196,40 @@ func (s *Store) FormsPage(ctx context.Context, tenant, afterID string, first int
 // CountForms counts the tenant's forms.
 func (s *Store) CountForms(ctx context.Context, tenant string) (int, error) {
 	return count(ctx, s.db.Collection(colForms), "forms", bson.D{{Key: "tenant", Value: tenant}})
+}
+
+// FormsOfGroup lists up to limit of the forms that add subscribers to one of the
+// tenant's groups, in id (creation) order, and says how many there are in all, so
+// a group is not deleted from under its forms. A limit of 0 lists them all.
+func (s *Store) FormsOfGroup(ctx context.Context, tenant, groupID string, limit int) ([]*Form, int, error) {
+	filter := bson.D{{Key: "tenant", Value: tenant}, {Key: "groupId", Value: groupID}}
+	col := s.db.Collection(colForms)
+	forms, err := findAll[Form](ctx, col, "a group's forms", filter, options.Find().SetSort(byID).SetLimit(int64(limit)))
+	if err != nil {
+		return nil, 0, err
+	}
+	if limit <= 0 || len(forms) < limit {
+		return forms, len(forms), nil
+	}
+	total, err := count(ctx, col, "a group's forms", filter)
+	if err != nil {
+		return nil, 0, err
+	}
+	return forms, total, nil
+}
+
+// DeleteForm removes one of the tenant's forms: its URL answers "not found" from
+// then on. Sign-ups that wait for their confirmation still complete, and the
+// consent ledger keeps the form's id.
+func (s *Store) DeleteForm(ctx context.Context, tenant, id string) error {
+	f, err := s.Form(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.Collection(colForms).DeleteOne(ctx, bson.D{{Key: "_id", Value: f.ID}}); err != nil {
+		return unavailable("delete form", err)
+	}
+	return nil
 }
 
 // setForm validates in and puts its settings into f; the error names the input

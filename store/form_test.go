@@ -146,6 +146,67 @@ func TestFormBelongsToItsTenant(t *testing.T) {
 	}
 }
 
+func TestFormsOfGroupAndDeleteForm(t *testing.T) {
+	t.Parallel()
+	s := storetest.Open(t)
+	ctx := context.Background()
+	g, other := newGroup(t, s, "t1"), newGroup(t, s, "t1")
+	var ids []string
+	for _, name := range []string{"A", "B", "C"} {
+		in := formInput(g.ID)
+		in.Name = name
+		f, err := s.CreateForm(ctx, "t1", in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, f.ID)
+	}
+	if _, err := s.CreateForm(ctx, "t1", formInput(other.ID)); err != nil {
+		t.Fatal(err)
+	}
+	names := func(forms []*store.Form) []string {
+		out := []string{}
+		for _, f := range forms {
+			out = append(out, f.Name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		limit     int
+		want      []string
+		wantTotal int
+	}{
+		{limit: 2, want: []string{"A", "B"}, wantTotal: 3},
+		{limit: 3, want: []string{"A", "B", "C"}, wantTotal: 3},
+		{limit: 5, want: []string{"A", "B", "C"}, wantTotal: 3},
+		{limit: 0, want: []string{"A", "B", "C"}, wantTotal: 3},
+	} {
+		forms, total, err := s.FormsOfGroup(ctx, "t1", g.ID, tc.limit)
+		if err != nil || !reflect.DeepEqual(names(forms), tc.want) || total != tc.wantTotal {
+			t.Errorf("FormsOfGroup(limit %d) = %v, %d, %v; want %v, %d", tc.limit, names(forms), total, err, tc.want, tc.wantTotal)
+		}
+	}
+	if forms, total, err := s.FormsOfGroup(ctx, "t2", g.ID, 5); err != nil || len(forms) != 0 || total != 0 {
+		t.Errorf("another tenant sees %d of the group's forms (total %d), %v", len(forms), total, err)
+	}
+
+	if err := s.DeleteForm(ctx, "t2", ids[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("another tenant's DeleteForm: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteForm(ctx, "t1", ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FormByID(ctx, ids[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleted form: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteForm(ctx, "t1", ids[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("deleting it again: %v, want ErrNotFound", err)
+	}
+	if forms, total, err := s.FormsOfGroup(ctx, "t1", g.ID, 1); err != nil || !reflect.DeepEqual(names(forms), []string{"B"}) || total != 2 {
+		t.Errorf("after the delete: %v, %d, %v", names(forms), total, err)
+	}
+}
+
 func TestFormCheckGivesOneMessagePerField(t *testing.T) {
 	t.Parallel()
 	f := &store.Form{Fields: []store.FormField{

@@ -214,7 +214,7 @@ func (s *Store) createIndexes(ctx context.Context) error {
 		colReactions:   {index("tenant_1_sendId_1_type_1__id_1", "tenant", "sendId", "type", "_id")},
 
 		// Forms, the consent ledger and double opt-in requests (store/form.go, consent.go, signup.go).
-		colForms:            {index("tenant_1__id_1", "tenant", "_id")},
+		colForms:            {index("tenant_1__id_1", "tenant", "_id"), index("tenant_1_groupId_1", "tenant", "groupId")},
 		colConsent:          {index("tenant_1_subscriberId_1__id_1", "tenant", "subscriberId", "_id"), index("tenant_1_email_1__id_1", "tenant", "email", "_id")},
 		colConfirmations:    {index("expiresAt_1", "expiresAt"), index("tenant_1_subscriberId_1", "tenant", "subscriberId")},
 		colConfirmationUses: {index("expiresAt_1", "expiresAt")},

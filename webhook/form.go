@@ -34,8 +34,8 @@ import (
 // with a 303 redirect to the form's RedirectURL (or the built-in page), or a
 // small page that says what was wrong. It goes through a short pipeline: the form
 // → the Origin (a browser page of another origin needs the form's AllowedOrigins)
-// → the rate per IP address → the body (64 KiB) → the honeypot → the fields →
-// the engine (SignUps).
+// → the rate per IP address (the visitor's, behind trusted proxies: ClientIP) →
+// the body (64 KiB) → the honeypot → the fields → the engine (SignUps).
 
 // FormStore is what the form routes read: the form a URL names.
 type FormStore interface {
@@ -69,6 +69,10 @@ type FormsConfig struct {
 	// Limiter bounds the submissions per form and IP address; nil is no limit.
 	// When it cannot count (Redis is down), submissions are let through.
 	Limiter Limiter
+	// ClientIP finds the visitor's address behind trusted reverse proxies, for
+	// the rate limit and the consent ledger (CRMSYNC_TRUSTED_PROXIES); nil trusts
+	// no forwarding header.
+	ClientIP *ClientIP
 	// PublicURL is this service's public address (CRMSYNC_PUBLIC_URL): its origin
 	// may always post, and the built-in pages live under it; required.
 	PublicURL string
@@ -112,12 +116,13 @@ func (h *Forms) submit(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.cfg.Timeout)
 	defer cancel()
 	w.Header().Add("Vary", "Origin")
+	ip := h.cfg.ClientIP.Of(r)
 	form, no := h.form(ctx, r)
 	if no == nil {
 		no = h.checkOrigin(w, r, form)
 	}
 	if no == nil {
-		no = h.checkRate(ctx, w, r, form)
+		no = h.checkRate(ctx, w, ip, form)
 	}
 	var values map[string]string
 	if no == nil {
@@ -131,7 +136,7 @@ func (h *Forms) submit(w http.ResponseWriter, r *http.Request) {
 	ctx = logctx.With(ctx, slog.String(logctx.Tenant, form.Tenant), slog.String("form", form.ID))
 	if values[store.HoneypotField] != "" {
 		// A bot: it is told what a person would be, and nothing is stored.
-		h.cfg.Logger.InfoContext(ctx, "form submission with a filled honeypot dropped", slog.String("ip", clientIP(r)))
+		h.cfg.Logger.InfoContext(ctx, "form submission with a filled honeypot dropped", slog.String("ip", ip))
 		h.accepted(w, form, form.DoubleOptIn, asJSON)
 		return
 	}
@@ -144,7 +149,7 @@ func (h *Forms) submit(w http.ResponseWriter, r *http.Request) {
 		unavailableRefusal("this form cannot send its confirmation e-mail: e-mail delivery is not configured here").write(w, asJSON)
 		return
 	}
-	pending, err := h.cfg.SignUps.Submit(ctx, form, in, clientIP(r), userAgent(r))
+	pending, err := h.cfg.SignUps.Submit(ctx, form, in, ip, userAgent(r))
 	var fe store.FieldErrors
 	switch {
 	case errors.As(err, &fe):
@@ -211,11 +216,11 @@ func (h *Forms) checkOrigin(w http.ResponseWriter, r *http.Request, form *store.
 }
 
 // checkRate counts the submission against the form's limit for its IP address.
-func (h *Forms) checkRate(ctx context.Context, w http.ResponseWriter, r *http.Request, form *store.Form) *refusal {
+func (h *Forms) checkRate(ctx context.Context, w http.ResponseWriter, ip string, form *store.Form) *refusal {
 	if h.cfg.Limiter == nil {
 		return nil
 	}
-	ok, wait, err := h.cfg.Limiter.Allow(ctx, "form:"+form.ID+"|"+rateKey(clientIP(r)))
+	ok, wait, err := h.cfg.Limiter.Allow(ctx, "form:"+form.ID+"|"+rateKey(ip))
 	if err != nil {
 		h.cfg.Logger.WarnContext(ctx, "form rate not counted; the submission is let through", slog.String("error", err.Error()))
 		return nil
@@ -326,7 +331,7 @@ func (h *Forms) Confirm() http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), h.cfg.Timeout)
 		defer cancel()
-		form, err := h.cfg.SignUps.Confirm(ctx, r.URL.Query().Get("token"), clientIP(r), userAgent(r))
+		form, err := h.cfg.SignUps.Confirm(ctx, r.URL.Query().Get("token"), h.cfg.ClientIP.Of(r), userAgent(r))
 		switch {
 		case errors.Is(err, mail.ErrBadToken):
 			(&refusal{status: http.StatusBadRequest, code: "invalid token", title: "This link is not valid",
@@ -434,16 +439,6 @@ func writePage(w http.ResponseWriter, status int, p page) {
 func wantsJSON(r *http.Request) bool {
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	return mt == "application/json" || strings.Contains(r.Header.Get("Accept"), "application/json")
-}
-
-// clientIP is the address the call came from. Forwarding headers are not trusted:
-// anyone can set them.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // rateKey is what the rate limit counts by: an IPv4 address, or the /64 network

@@ -30,6 +30,7 @@ type fakeSignUps struct {
 	from       []string // ip|user agent of each submission
 	confirmErr map[string]error
 	confirmed  []string
+	confirmIPs []string
 }
 
 func (f *fakeSignUps) FormByID(_ context.Context, id string) (*store.Form, error) {
@@ -63,13 +64,14 @@ func (f *fakeSignUps) Submit(_ context.Context, form *store.Form, in *store.Subm
 	return form.DoubleOptIn, nil
 }
 
-func (f *fakeSignUps) Confirm(_ context.Context, token, _, _ string) (*store.Form, error) {
+func (f *fakeSignUps) Confirm(_ context.Context, token, ip, _ string) (*store.Form, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err, ok := f.confirmErr[token]; ok {
 		return nil, err
 	}
 	f.confirmed = append(f.confirmed, token)
+	f.confirmIPs = append(f.confirmIPs, ip)
 	return f.forms[token], nil
 }
 
@@ -94,11 +96,18 @@ func testForm(id string) *store.Form {
 // formServer serves the form routes as cmd/crmsync wires them.
 func formServer(t *testing.T, limiter webhook.Limiter) (*httptest.Server, *fakeSignUps) {
 	t.Helper()
+	return formServerWith(t, webhook.FormsConfig{Limiter: limiter})
+}
+
+// formServerWith is formServer with cfg's Limiter and ClientIP.
+func formServerWith(t *testing.T, cfg webhook.FormsConfig) (*httptest.Server, *fakeSignUps) {
+	t.Helper()
 	fake := &fakeSignUps{forms: map[string]*store.Form{"f1": testForm("f1")}, confirmErr: map[string]error{}}
 	redirected := testForm("f2")
 	redirected.RedirectURL, redirected.DoubleOptIn = "https://shop.example/thanks", false
 	fake.forms["f2"] = redirected
-	h, err := webhook.NewForms(webhook.FormsConfig{Store: fake, SignUps: fake, Limiter: limiter, PublicURL: publicURL})
+	cfg.Store, cfg.SignUps, cfg.PublicURL = fake, fake, publicURL
+	h, err := webhook.NewForms(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,6 +262,62 @@ func TestFormRateLimitAnswers429(t *testing.T) {
 	if n := fake.calls(); n != 3 {
 		t.Errorf("%d submissions reached the engine, want 3", n)
 	}
+}
+
+func TestFormBehindTrustedProxyCountsAndRecordsEachVisitor(t *testing.T) {
+	t.Parallel()
+	r, keys := queuetest.Open(t)
+	limiter := queue.NewRateLimiter(r.Client, keys, 2, time.Minute)
+	trustLocal, err := webhook.NewClientIP("127.0.0.1,::1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, fake := formServerWith(t, webhook.FormsConfig{Limiter: limiter, ClientIP: trustLocal})
+	body := `{"email":"ann@example.de","consent":true}`
+	submit := func(xff string) int {
+		return call(t, http.MethodPost, srv.URL+"/forms/f1", "application/json", body, "X-Forwarded-For", xff, "User-Agent", "Firefox/140").status
+	}
+	for i := range 2 {
+		if got := submit("spoof, 203.0.113.1"); got != http.StatusOK {
+			t.Fatalf("first visitor's submission %d: %d", i+1, got)
+		}
+	}
+	if got := submit("203.0.113.1"); got != http.StatusTooManyRequests {
+		t.Errorf("first visitor's third submission: %d, want 429", got)
+	}
+	if got := submit("203.0.113.2"); got != http.StatusOK {
+		t.Errorf("second visitor behind the same proxy: %d, want its own limit", got)
+	}
+	if a := call(t, http.MethodGet, srv.URL+"/forms/confirm?token=f1", "", "", "X-Forwarded-For", "198.51.100.4"); a.status != http.StatusOK {
+		t.Errorf("confirmation: %d %s", a.status, a.body)
+	}
+	want := []string{"203.0.113.1|Firefox/140", "203.0.113.1|Firefox/140", "203.0.113.2|Firefox/140"}
+	fake.set(func(f *fakeSignUps) {
+		if strings.Join(f.from, " ") != strings.Join(want, " ") || strings.Join(f.confirmIPs, " ") != "198.51.100.4" {
+			t.Errorf("ledger: submissions from %q, want %q; confirmation from %q", f.from, want, f.confirmIPs)
+		}
+	})
+
+	// A sender that is not a trusted proxy sets the header in vain: it is counted
+	// and recorded by its own address.
+	trustOther, err := webhook.NewClientIP("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, fake = formServerWith(t, webhook.FormsConfig{Limiter: limiter, ClientIP: trustOther})
+	for i, xff := range []string{"203.0.113.5", "203.0.113.6"} {
+		if got := submit(xff); got != http.StatusOK {
+			t.Fatalf("untrusted submission %d: %d", i+1, got)
+		}
+	}
+	if got := submit("203.0.113.7"); got != http.StatusTooManyRequests {
+		t.Errorf("untrusted sender's third submission with yet another XFF: %d, want 429", got)
+	}
+	fake.set(func(f *fakeSignUps) {
+		if len(f.from) != 2 || f.from[0] != "127.0.0.1|Firefox/140" || f.from[1] != f.from[0] {
+			t.Errorf("ledger of an untrusted sender: %q, want its own address", f.from)
+		}
+	})
 }
 
 func TestFormOriginsAndCORS(t *testing.T) {

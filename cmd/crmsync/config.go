@@ -13,6 +13,7 @@ import (
 	"crmsync/auth"
 	"crmsync/mail"
 	"crmsync/queue"
+	"crmsync/webhook"
 )
 
 // config is the service's configuration, read from the environment in one place.
@@ -56,6 +57,9 @@ type config struct {
 	// FormRate is how many submissions one IP address may make to one sign-up
 	// form per minute (CRMSYNC_FORM_RATE).
 	FormRate int
+	// ClientIP finds a visitor's address behind the reverse proxies of
+	// CRMSYNC_TRUSTED_PROXIES; with none, forwarding headers are not trusted.
+	ClientIP *webhook.ClientIP
 }
 
 // configError names the variable that is wrong, as the one line the process prints.
@@ -151,6 +155,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, &configError{"CRMSYNC_FORM_RATE", "must be a whole number of submissions per minute, at least 1, such as 10"}
 	}
 	c.FormRate = rate
+	if c.ClientIP, err = webhook.NewClientIP(getenv("CRMSYNC_TRUSTED_PROXIES")); err != nil {
+		return nil, &configError{"CRMSYNC_TRUSTED_PROXIES", err.Error() + " (comma-separated IPs or CIDRs, such as 10.0.0.0/8,fd00::/8)"}
+	}
 	if c.SMTPURL != "" {
 		smtp, err := mail.ParseSMTPURL(c.SMTPURL)
 		if err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +39,8 @@ func TestLoadConfigNamesTheVariable(t *testing.T) {
 		{map[string]string{"CRMSYNC_JWT_JWKS_URL": "https://idp/jwks"}, "CRMSYNC_JWT_JWKS_URL"},
 		{map[string]string{"CRMSYNC_FORM_RATE": "0"}, "CRMSYNC_FORM_RATE"},
 		{map[string]string{"CRMSYNC_FORM_RATE": "ten"}, "CRMSYNC_FORM_RATE"},
+		{map[string]string{"CRMSYNC_TRUSTED_PROXIES": "10.0.0.0/8,proxy.internal"}, "CRMSYNC_TRUSTED_PROXIES"},
+		{map[string]string{"CRMSYNC_TRUSTED_PROXIES": "10.0.0.0/33"}, "CRMSYNC_TRUSTED_PROXIES"},
 		{map[string]string{"CRMSYNC_ENV": "production"}, "CRMSYNC_JWT_SECRET"},
 		{map[string]string{"CRMSYNC_ENV": "production", "CRMSYNC_JWT_SECRET": strings.Repeat("s", 32)}, "CRMSYNC_SECRET_KEY"},
 	}
@@ -109,6 +113,23 @@ func TestSweepIntervalDefaultsToFiveMinutes(t *testing.T) {
 		}
 		if cfg.SweepInterval != want {
 			t.Errorf("CRMSYNC_SWEEP_INTERVAL=%q: %s, want %s", env, cfg.SweepInterval, want)
+		}
+	}
+}
+
+func TestTrustedProxiesDefaultToNone(t *testing.T) {
+	t.Parallel()
+	for env, want := range map[string]string{"": "10.0.0.1", "10.0.0.0/8, fd00::/8,127.0.0.1": "203.0.113.1"} {
+		vars := map[string]string{"CRMSYNC_DATA_DIR": t.TempDir(), "CRMSYNC_TRUSTED_PROXIES": env}
+		cfg, err := loadConfig(func(k string) string { return vars[k] })
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/forms/f1", nil)
+		r.RemoteAddr = "10.0.0.1:443"
+		r.Header.Set("X-Forwarded-For", "203.0.113.1")
+		if got := cfg.ClientIP.Of(r); got != want {
+			t.Errorf("CRMSYNC_TRUSTED_PROXIES=%q: client %s, want %s", env, got, want)
 		}
 	}
 }

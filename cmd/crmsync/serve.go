@@ -161,7 +161,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	forms.Start(ctx)
 	defer stopWithin(ctx, logger, 15*time.Second, "form expiry did not stop in time", forms.Stop)
 	formRoutes, err := webhook.NewForms(webhook.FormsConfig{
-		Store: st, SignUps: forms, Limiter: queue.NewRateLimiter(rdb.Client, keys, cfg.FormRate, time.Minute), PublicURL: publicURL, Logger: logger,
+		Store: st, SignUps: forms, Limiter: queue.NewRateLimiter(rdb.Client, keys, cfg.FormRate, time.Minute), ClientIP: cfg.ClientIP, PublicURL: publicURL, Logger: logger,
 	})
 	if err != nil {
 		return err

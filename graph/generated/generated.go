@@ -321,6 +321,7 @@ type ComplexityRoot struct {
 		CreateConnection      func(childComplexity int, input model.CreateConnectionInput) int
 		CreateForm            func(childComplexity int, input model.FormInput) int
 		CreateSubscriberGroup func(childComplexity int, input model.CreateSubscriberGroupInput) int
+		DeleteForm            func(childComplexity int, id string) int
 		DeleteSubscriber      func(childComplexity int, id string) int
 		DeleteSubscriberGroup func(childComplexity int, id string) int
 		RegisterWebhooks      func(childComplexity int, connectionID string, dryRun *bool) int
@@ -642,6 +643,7 @@ type MutationResolver interface {
 	SetCampaignSettings(ctx context.Context, connectionID string, input model.CampaignSettingsInput) (*store.Connection, error)
 	CreateForm(ctx context.Context, input model.FormInput) (*store.Form, error)
 	UpdateForm(ctx context.Context, id string, input model.FormInput) (*store.Form, error)
+	DeleteForm(ctx context.Context, id string) (bool, error)
 	CreateSubscriberGroup(ctx context.Context, input model.CreateSubscriberGroupInput) (*store.Group, error)
 	SetGroupCrmSync(ctx context.Context, groupID string, enabled bool) (*store.Group, error)
 	RenameSubscriberGroup(ctx context.Context, id string, name string) (*store.Group, error)
@@ -1872,6 +1874,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateSubscriberGroup(childComplexity, args["input"].(model.CreateSubscriberGroupInput)), true
+	case "Mutation.deleteForm":
+		if e.ComplexityRoot.Mutation.DeleteForm == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteForm_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteForm(childComplexity, args["id"].(string)), true
 	case "Mutation.deleteSubscriber":
 		if e.ComplexityRoot.Mutation.DeleteSubscriber == nil {
 			break
@@ -3671,6 +3684,12 @@ extend type Mutation {
   createForm(input: FormInput!): Form! @hasRole(role: EDITOR)
   "Replaces the form's settings with input; the form keeps its id and submitUrl."
   updateForm(id: ID!, input: FormInput!): Form! @hasRole(role: EDITOR)
+  """
+  Deletes the form: posts to its submitUrl are answered "not found" from then on.
+  Sign-ups waiting for their confirmation still complete, and the consent ledger
+  keeps the form's id. Another tenant's form, or one deleted already, is NOT_FOUND.
+  """
+  deleteForm(id: ID!): Boolean! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
 	{Name: "../../schema/group.graphqls", Input: `# Subscriber groups and the marketing lists linked to them.
@@ -3699,7 +3718,11 @@ extend type Mutation {
   createSubscriberGroup(input: CreateSubscriberGroupInput!): SubscriberGroup! @hasRole(role: EDITOR)
   setGroupCrmSync(groupId: ID!, enabled: Boolean!): SubscriberGroup! @hasRole(role: EDITOR)
   renameSubscriberGroup(id: ID!, name: String!): SubscriberGroup! @hasRole(role: EDITOR)
-  "Deletes the group with its subscribers; a group with campaign sends SCHEDULED or SENDING is CONFLICT."
+  """
+  Deletes the group with its subscribers. A group with campaign sends SCHEDULED or
+  SENDING is CONFLICT, and so is a group that sign-up forms still add subscribers to:
+  delete them (deleteForm) or point them at another group (updateForm) first.
+  """
   deleteSubscriberGroup(id: ID!): Boolean! @hasRole(role: EDITOR)
 }
 `, BuiltIn: false},
@@ -5121,6 +5144,20 @@ func (ec *executionContext) field_Mutation_createSubscriberGroup_args(ctx contex
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteForm_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -11035,6 +11072,68 @@ func (ec *executionContext) fieldContext_Mutation_updateForm(ctx context.Context
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_updateForm_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteForm(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteForm(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteForm(ctx, fc.Args["id"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				role, err := ec.unmarshalNRole2crmsyncᚋgraphᚋmodelᚐRole(ctx, "EDITOR")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.HasRole == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive hasRole is not implemented")
+				}
+				return ec.Directives.HasRole(ctx, nil, directive0, role)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteForm(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteForm_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -19973,6 +20072,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "updateForm":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateForm(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteForm":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteForm(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
