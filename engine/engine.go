@@ -105,7 +105,7 @@ func (c *Config) defaultRegistry() *Registry {
 	registerListSteps(r, &Lists{Store: c.Store, API: api, Now: c.Now})
 	r.Handle(StepKey{Message: MessageGroupRenamed, Entity: EntityGroup, Stage: dataverse.StagePostOperation}, groupRenamed(c.Store, api))
 	r.Handle(StepKey{Message: MessageSubscriberDeleted, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation}, subscriberDeleted(c.Store, api))
-	reactions := &reactionStep{st: c.Store, outbox: &Outbox{Store: c.Store, Publisher: c.Stream, Now: c.Now}, api: api, now: c.Now}
+	reactions := &reactionStep{st: c.Store, outbox: &Outbox{Store: c.Store, Publisher: c.Stream, Now: c.Now, Logger: c.Logger}, api: api, now: c.Now}
 	if c.CRM != nil {
 		r.Handle(StepKey{Message: MessageSubscriberChanged, Entity: EntitySubscriber, Stage: dataverse.StagePostOperation},
 			subscriberToCRM(c.Store, c.CRM, c.Now))

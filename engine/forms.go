@@ -78,7 +78,7 @@ func NewForms(cfg FormsConfig) (*Forms, error) {
 	cfg.Interval = cmp.Or(cfg.Interval, time.Minute)
 	cfg.SendTimeout = cmp.Or(cfg.SendTimeout, 20*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
-	return &Forms{cfg: cfg, outbox: &Outbox{Store: cfg.Store, Publisher: cfg.Publisher, Now: cfg.Now}}, nil
+	return &Forms{cfg: cfg, outbox: &Outbox{Store: cfg.Store, Publisher: cfg.Publisher, Now: cfg.Now, Logger: cfg.Logger}}, nil
 }
 
 // CanConfirm reports whether confirmation e-mails can be sent, which double

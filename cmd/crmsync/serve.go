@@ -194,7 +194,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 	mux.Handle("GET /forms/confirm", formRoutes.Confirm())
 	mux.Handle("GET /forms/thanks", formRoutes.Thanks())
 	mux.Handle("/graphql", graph.NewHandler(graph.Config{
-		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns, Registrar: &engine.Registrar{Store: st, CRM: crm, PublicURL: publicURL}, Budget: budget,
+		Store: st, Verifier: verifier, Publisher: stream, Changes: &engine.Outbox{Store: st, Publisher: stream, Logger: logger}, Lists: lists, Tester: crm, Notices: notices, Campaigns: campaigns, Registrar: &engine.Registrar{Store: st, CRM: crm, PublicURL: publicURL}, Budget: budget,
 		QueryCache: queue.NewQueryCache(rdb.Client, keys, 24*time.Hour), PublicURL: publicURL, Production: cfg.Production, Metrics: reg, Logger: logger,
 	}))
 	if !cfg.Production {
