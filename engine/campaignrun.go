@@ -641,7 +641,11 @@ func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, fi
 	}
 	text := cs.TextBody
 	if text == "" && cs.HTMLBody != "" {
-		text = mail.TextFromHTML(cs.HTMLBody)
+		// The text part shows the links themselves, filled and escaped as the
+		// click route fills them.
+		text = mail.TextFromHTML(mail.Track(cs.HTMLBody, func(url string) (string, bool) {
+			return mail.LinkURL(url, lookup)
+		}, ""))
 	}
 	if text != "" {
 		out.Text = mail.Personalize(text, lookup, false)
@@ -650,25 +654,9 @@ func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, fi
 }
 
 // recipientValues fills the placeholders of one recipient's message (for
-// mail.Personalize): {{email}}, {{fields.<name>}} from fields, and the message's
-// own links by name.
+// mail.Personalize): see mail.RecipientValues, which the click route uses too.
 func recipientValues(email string, fields map[string]any, links map[string]string) func(name string) (string, bool) {
-	return func(name string) (string, bool) {
-		if link, ok := links[name]; ok {
-			return link, true
-		}
-		switch {
-		case name == "email":
-			return email, true
-		case strings.HasPrefix(name, "fields."):
-			v, ok := fields[strings.TrimPrefix(name, "fields.")]
-			if !ok || v == nil {
-				return "", false
-			}
-			return fmt.Sprint(v), true
-		}
-		return "", false
-	}
+	return mail.RecipientValues(email, fields, links)
 }
 
 // bodyLinks are the links of an HTML body that clicks are tracked for.

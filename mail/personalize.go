@@ -1,6 +1,7 @@
 package mail
 
 import (
+	"fmt"
 	"html"
 	"regexp"
 	"strings"
@@ -31,4 +32,25 @@ func Personalize(tpl string, lookup func(name string) (string, bool), isHTML boo
 		}
 		return value
 	})
+}
+
+// RecipientValues answers the placeholders of one recipient's message, for
+// Personalize and LinkURL: {{email}}, {{fields.<name>}} from fields (a field that
+// is missing or null is unknown), and the names of named, such as the message's
+// own unsubscribe link.
+func RecipientValues(email string, fields map[string]any, named map[string]string) func(name string) (string, bool) {
+	return func(name string) (string, bool) {
+		if value, ok := named[name]; ok {
+			return value, true
+		}
+		if name == "email" {
+			return email, true
+		}
+		if field, ok := strings.CutPrefix(name, "fields."); ok {
+			if v := fields[field]; v != nil {
+				return fmt.Sprint(v), true
+			}
+		}
+		return "", false
+	}
 }

@@ -417,6 +417,17 @@ func (s *Store) Recipients(ctx context.Context, sendID string, from, to int) ([]
 	return out, nil
 }
 
+// Recipient loads the recipient with the given id (a message's Recipient), of any
+// tenant: a click on a personalised link reads the fields its message was
+// personalised from.
+func (s *Store) Recipient(ctx context.Context, id string) (*CampaignRecipient, error) {
+	var r CampaignRecipient
+	if err := s.findByID(ctx, colRecipients, id, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
 // Messages loads the messages with the given ids (those claimed so far).
 func (s *Store) Messages(ctx context.Context, ids []string) (map[string]*CampaignMessage, error) {
 	in := make(bson.A, len(ids))

@@ -46,7 +46,7 @@ func TestMessageClaimHasOneWinner(t *testing.T) {
 	ctx := context.Background()
 	cs := newSend(t, s, "t1")
 	rs := []*store.CampaignRecipient{
-		{Tenant: "t1", SendID: cs.ID, Seq: 0, Email: "a@x.test", SubscriberID: "s-a"},
+		{Tenant: "t1", SendID: cs.ID, Seq: 0, Email: "a@x.test", SubscriberID: "s-a", Fields: map[string]any{"firstName": "Ann"}},
 		{Tenant: "t1", SendID: cs.ID, Seq: 1, Email: "b@x.test", SubscriberID: "s-b"},
 	}
 	if err := s.AddRecipients(ctx, rs); err != nil {
@@ -55,6 +55,12 @@ func TestMessageClaimHasOneWinner(t *testing.T) {
 	got, err := s.Recipients(ctx, cs.ID, 0, 5)
 	if err != nil || len(got) != 2 || got[0].Email != "a@x.test" || got[1].Seq != 1 || got[0].Message == "" {
 		t.Fatalf("Recipients: %+v, %v", got, err)
+	}
+	if r, err := s.Recipient(ctx, got[0].ID); err != nil || r.Message != got[0].Message || r.Fields["firstName"] != "Ann" {
+		t.Fatalf("Recipient by id: %+v, %v", r, err)
+	}
+	if _, err := s.Recipient(ctx, cs.ID+"|nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown recipient: %v, want ErrNotFound", err)
 	}
 	claim := func() []bool {
 		ms := []*store.CampaignMessage{

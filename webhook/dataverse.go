@@ -47,6 +47,9 @@ type Config struct {
 	// Metrics counts the calls by connection and status and records the group
 	// commits' sizes; nil counts nothing.
 	Metrics Metrics
+	// ClientIP tells the client's address behind trusted proxies, for what the
+	// tracking routes record (an unsubscribe by link); nil trusts no proxy.
+	ClientIP *ClientIP
 	// Logger receives one line per refused or failed call; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.

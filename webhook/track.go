@@ -27,15 +27,17 @@ import (
 //
 // A token is signed (mail.Tokens) and carries only the message's random id and,
 // for a click, the index of a link of that message: a forged or altered token
-// answers 404 and records nothing, and a click redirects only to a URL that was in
-// the message. Reactions go into the inbox as events, like the reaction webhook's,
-// with ids that make repeats within store.ReactionWindow one event.
+// answers 404 and records nothing, and a click redirects only to a link of the
+// message, personalised for its recipient (mail.LinkURL). Reactions go into the
+// inbox as events, like the reaction webhook's, with ids that make repeats within
+// store.ReactionWindow one event.
 
-// TrackingStore is what the tracking routes read: the message a token names and
-// its send.
+// TrackingStore is what the tracking routes read, each by _id: the message a
+// token names, its send, and its recipient's fields for a link that has them.
 type TrackingStore interface {
 	Message(ctx context.Context, id string) (*store.CampaignMessage, error)
 	SendByID(ctx context.Context, id string) (*store.CampaignSend, error)
+	Recipient(ctx context.Context, id string) (*store.CampaignRecipient, error)
 }
 
 // Tracking serves the tracking and unsubscribe routes.
@@ -70,7 +72,10 @@ func (t *Tracking) Open() http.Handler {
 }
 
 // Click serves GET /t/c/{token}: the redirect goes to the link the token names
-// among the message's own links, never to a URL from the request.
+// among the message's own links, with its placeholders filled for the message's
+// recipient, never to a URL from the request. The click is recorded with the link
+// as the template wrote it: reactions, statistics and CRM campaign responses count
+// clicks per link and carry no recipient's values.
 func (t *Tracking) Click() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m, link, ok := t.message(w, r, mail.KindClick)
@@ -82,12 +87,43 @@ func (t *Tracking) Click() http.Handler {
 			t.notFound(w, r, err)
 			return
 		}
-		url := cs.Links[link]
-		_ = t.record(r, m, store.ReactionClick, url, false) // lost, and logged, when it fails
+		target, err := t.linkTarget(r.Context(), m, cs.Links[link])
+		if err != nil {
+			t.notFound(w, r, err)
+			return
+		}
+		_ = t.record(r, m, store.ReactionClick, cs.Links[link], false) // lost, and logged, when it fails
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Referrer-Policy", "no-referrer")
-		http.Redirect(w, r, url, http.StatusFound)
+		http.Redirect(w, r, target, http.StatusFound)
 	})
+}
+
+// linkTarget is where a click on link goes for m's recipient: link with its
+// placeholders filled as mail.LinkURL fills them, from the message's address and
+// the fields its recipient was sent with. The recipient is read only for a link
+// that names fields; one that is gone leaves them empty. A link that is no
+// absolute http(s) URL even without its placeholders (never stored, since
+// mail.Links leaves such links out) answers store.ErrNotFound, the 404 of a bad
+// token. Placeholders other than {{email}} and {{fields.<name>}} are empty here:
+// {{unsubscribeUrl}} is filled only where it stands alone in an href, which is
+// not tracked and so is filled when the message is made.
+func (t *Tracking) linkTarget(ctx context.Context, m *store.CampaignMessage, link string) (string, error) {
+	var fields map[string]any
+	if strings.Contains(link, "{{") && strings.Contains(link, "fields.") {
+		rc, err := t.st.Recipient(ctx, m.Recipient)
+		switch {
+		case err == nil && rc.Tenant == m.Tenant:
+			fields = rc.Fields
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return "", err
+		}
+	}
+	target, ok := mail.LinkURL(link, mail.RecipientValues(m.Email, fields, nil))
+	if !ok {
+		return "", store.ErrNotFound
+	}
+	return target, nil
 }
 
 var unsubscribePage = template.Must(template.New("u").Parse(`<!doctype html>
@@ -172,7 +208,7 @@ func (t *Tracking) record(r *http.Request, m *store.CampaignMessage, typ store.R
 		Type: string(typ), CampaignSendID: m.SendID, SubscriberID: m.SubscriberID, OccurredAt: now, URL: url, Message: m.ID,
 	}
 	if consent {
-		re.IP, re.UserAgent = clientIP(r), userAgent(r)
+		re.IP, re.UserAgent = t.g.cfg.ClientIP.Of(r), userAgent(r)
 	}
 	sum := sha256.Sum256([]byte(store.ReactionID(m.ID, typ, url, now)))
 	ev := &store.InboxEvent{

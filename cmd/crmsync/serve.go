@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger, stdout io.Writ
 		return err
 	}
 
-	gateway, err := webhook.New(webhook.Config{Inbox: st, Publisher: stream, Metrics: reg, Logger: logger})
+	gateway, err := webhook.New(webhook.Config{Inbox: st, Publisher: stream, Metrics: reg, ClientIP: cfg.ClientIP, Logger: logger})
 	if err != nil {
 		return err
 	}
