@@ -328,11 +328,7 @@ func (j *job) logContext(ctx context.Context) context.Context {
 
 // eventAttrs are the log attributes of the lines about an inbox event.
 func eventAttrs(ev *store.InboxEvent) []slog.Attr {
-	return []slog.Attr{
-		slog.String(logctx.Tenant, ev.Tenant), slog.String(logctx.Connection, ev.ConnectionID),
-		slog.String(logctx.Event, ev.ID), slog.String(logctx.Correlation, ev.CorrelationID),
-		slog.String(logctx.Message, ev.Message), slog.String(logctx.Entity, ev.Entity),
-	}
+	return logctx.EventAttrs(ev.Tenant, ev.ConnectionID, ev.ID, ev.CorrelationID, ev.Message, ev.Entity)
 }
 
 // sharedAttrs are the log attributes the events of jobs have in common: all of

@@ -32,6 +32,15 @@ const (
 	Entity = "entity"
 )
 
+// EventAttrs are the attributes of the lines about one event, in the keys above.
+func EventAttrs(tenant, connection, event, correlation, message, entity string) []slog.Attr {
+	return []slog.Attr{
+		slog.String(Tenant, tenant), slog.String(Connection, connection),
+		slog.String(Event, event), slog.String(Correlation, correlation),
+		slog.String(Message, message), slog.String(Entity, entity),
+	}
+}
+
 // ctxKey is the context key of the attributes.
 type ctxKey struct{}
 
