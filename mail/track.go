@@ -71,7 +71,10 @@ func Track(doc string, click func(url string) (string, bool), pixelURL string) s
 }
 
 // trackableHref returns the index of the href attribute of t when t is an <a> start tag
-// whose href is an absolute http(s) URL, else -1. The value is trimmed in place.
+// whose href is an absolute http(s) URL, else -1. The value is trimmed in place, and
+// its placeholders lose their inner spaces ({{ email }} → {{email}}), so that a link
+// written with them is tracked, and filled URL-escaped on click (LinkURL), like one
+// written without.
 func trackableHref(t html.Token) int {
 	if t.DataAtom != atom.A {
 		return -1
@@ -80,7 +83,7 @@ func trackableHref(t html.Token) int {
 		if a.Namespace != "" || a.Key != "href" {
 			continue
 		}
-		t.Attr[i].Val = strings.TrimSpace(a.Val)
+		t.Attr[i].Val = placeholder.ReplaceAllStringFunc(strings.TrimSpace(a.Val), tightPlaceholder)
 		if !absoluteHTTP(t.Attr[i].Val) {
 			return -1
 		}
@@ -93,4 +96,9 @@ func trackableHref(t html.Token) int {
 // client that blocks images shows nothing.
 func pixel(url string) string {
 	return `<img src="` + html.EscapeString(url) + `" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
+}
+
+// tightPlaceholder writes a placeholder without the spaces inside its braces.
+func tightPlaceholder(p string) string {
+	return "{{" + strings.TrimSpace(p[2:len(p)-2]) + "}}"
 }

@@ -100,3 +100,25 @@ func FuzzTrackKeepsDocument(f *testing.F) {
 		}
 	})
 }
+
+// TestTrackedLinksMayWritePlaceholdersWithSpaces: {{ email }} in an href is the same
+// link as {{email}}, so it is tracked (and filled URL-escaped on click) instead of
+// being left to plain HTML filling, which would put a raw "+" or "&" into the URL.
+func TestTrackedLinksMayWritePlaceholdersWithSpaces(t *testing.T) {
+	t.Parallel()
+	doc := `<a href="https://shop.example/o?u={{ email }}&amp;n={{fields.firstName }}">Offer</a> <a href="https://shop.example/o?u={{email}}&n={{fields.firstName}}">Again</a>`
+	want := "https://shop.example/o?u={{email}}&n={{fields.firstName}}"
+	if got := Links(doc); !slices.Equal(got, []string{want}) {
+		t.Errorf("Links = %q, want the one link %q", got, want)
+	}
+	got := Track(doc, func(u string) (string, bool) {
+		return "https://crm.example/t/c/" + map[string]string{want: "tok"}[u], u == want
+	}, "")
+	if strings.Count(got, `href="https://crm.example/t/c/tok"`) != 2 {
+		t.Errorf("both spellings are not tracked as one link:\n%s", got)
+	}
+	filled, ok := LinkURL(want, RecipientValues("a+b@example.de", map[string]any{"firstName": "Ann & Bo"}, nil))
+	if !ok || filled != "https://shop.example/o?u=a%2Bb%40example.de&n=Ann+%26+Bo" {
+		t.Errorf("filled on click: %s", filled)
+	}
+}
