@@ -620,7 +620,7 @@ func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, fi
 	var id [16]byte
 	_, _ = hex.Decode(id[:], []byte(m.ID))
 	unsub := c.cfg.PublicURL + "/u/" + c.cfg.Tokens.Sign(mail.KindUnsubscribe, id, 0)
-	lookup := recipientValues(m.Email, fields, map[string]string{"unsubscribeUrl": unsub})
+	lookup := mail.RecipientValues(m.Email, fields, map[string]string{"unsubscribeUrl": unsub})
 	out := &mail.Message{
 		ID: m.ID, FromName: cs.SenderName, FromAddr: cs.SenderEmail, To: m.Email,
 		Subject: mail.Personalize(cs.Subject, lookup, false), UnsubscribeURL: unsub,
@@ -651,12 +651,6 @@ func (c *Campaigns) message(cs *store.CampaignSend, m *store.CampaignMessage, fi
 		out.Text = mail.Personalize(text, lookup, false)
 	}
 	return out
-}
-
-// recipientValues fills the placeholders of one recipient's message (for
-// mail.Personalize): see mail.RecipientValues, which the click route uses too.
-func recipientValues(email string, fields map[string]any, links map[string]string) func(name string) (string, bool) {
-	return mail.RecipientValues(email, fields, links)
 }
 
 // bodyLinks are the links of an HTML body that clicks are tracked for.

@@ -196,7 +196,7 @@ func confirmationMessage(form *store.Form, c *store.Confirmation, subFields map[
 		fields = map[string]any{}
 	}
 	maps.Copy(fields, c.Fields)
-	lookup := recipientValues(c.Email, fields, map[string]string{"confirmUrl": link})
+	lookup := mail.RecipientValues(c.Email, fields, map[string]string{"confirmUrl": link})
 	m := &mail.Message{ID: c.ID, FromName: e.SenderName, FromAddr: e.SenderEmail, To: c.Email, Subject: mail.Personalize(e.Subject, lookup, false)}
 	html, text := e.HTMLBody, e.TextBody
 	if text == "" && html != "" {

@@ -398,40 +398,32 @@ type RetentionResult struct {
 func (s *Store) ApplyRetention(ctx context.Context, keep time.Duration) (RetentionResult, error) {
 	var res RetentionResult
 	setting := RetentionSetting{ID: retentionSettingID, Inbox: keep, RecordedAt: s.now().UTC(), RecordedBy: instanceLabel()}
-	col := s.db.Collection(colSettings)
-	write := func() error {
-		_, err := col.ReplaceOne(ctx, bson.D{{Key: "_id", Value: setting.ID}}, setting, options.Replace().SetUpsert(true))
-		return err
-	}
 	// Two instances upserting at once on FerretDB may both insert: the loser finds
 	// the document on its second try.
-	err := write()
+	err := s.replaceByID(ctx, colSettings, setting.ID, setting)
 	if mongo.IsDuplicateKeyError(err) {
-		err = write()
+		err = s.replaceByID(ctx, colSettings, setting.ID, setting)
 	}
 	if err != nil {
-		return res, unavailable("record the retention", err)
+		return res, fmt.Errorf("record the retention: %w", err)
 	}
 	before := s.now().Add(-keep)
-	for {
-		n, err := s.DeleteProcessedBefore(ctx, before, retentionBatch)
-		res.Events += n
-		if err != nil {
-			return res, fmt.Errorf("apply the inbox retention: %w", err)
-		}
-		if n < retentionBatch {
-			break
+	// Each deletes at most retentionBatch at a time; a shorter batch is the last.
+	drain := func(deleteBefore func(context.Context, time.Time, int) (int, error)) (int, error) {
+		total := 0
+		for {
+			n, err := deleteBefore(ctx, before, retentionBatch)
+			total += n
+			if err != nil || n < retentionBatch {
+				return total, err
+			}
 		}
 	}
-	for {
-		n, err := s.DeleteRunsBefore(ctx, before, retentionBatch)
-		res.Runs += n
-		if err != nil {
-			return res, fmt.Errorf("apply the list runs' retention: %w", err)
-		}
-		if n < retentionBatch {
-			break
-		}
+	if res.Events, err = drain(s.DeleteProcessedBefore); err != nil {
+		return res, fmt.Errorf("apply the inbox retention: %w", err)
+	}
+	if res.Runs, err = drain(s.DeleteRunsBefore); err != nil {
+		return res, fmt.Errorf("apply the list runs' retention: %w", err)
 	}
 	return res, nil
 }
